@@ -1,0 +1,34 @@
+# Every target creates .venv and installs what it needs on a fresh machine.
+VENV   := .venv
+PYTHON := $(VENV)/bin/python
+SETUP  := $(VENV)/.installed
+
+.PHONY: demo test bench lint example-pytest example-ddp clean
+
+$(SETUP): pyproject.toml constraints-dev.txt
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -c constraints-dev.txt -e '.[dev]'
+	touch $(SETUP)
+
+demo: $(SETUP)
+	$(PYTHON) examples/back_to_back.py
+
+test: $(SETUP)
+	$(PYTHON) -m pytest -n auto
+
+bench: $(SETUP)
+	$(PYTHON) -m benchmarks --json bench.json
+
+lint: $(SETUP)
+	$(PYTHON) -m ruff check src tests examples benchmarks
+	$(PYTHON) -m mypy
+
+example-pytest: $(SETUP)
+	$(PYTHON) -m pytest -n 2 examples/pytest_project
+
+example-ddp: $(SETUP)
+	$(VENV)/bin/torchrun --nproc-per-node 2 examples/ddp_train.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache bench.json

@@ -1,0 +1,315 @@
+"""The compile policy and where it lives: one immutable stack per thread or asyncio task.
+
+The stack is the value of a single module-level :class:`~contextvars.ContextVar`. Each
+scope pushes an immutable :class:`_Frame` (its own fields, where it was set, which scope
+object pushed it) and pops it on exit, so one scope object can be reused, nested in itself
+and shared by threads without keeping any per-use state of its own.
+
+    >>> from compile_policy import compile_disabled, current_policy
+    >>> with compile_disabled():
+    ...     current_policy().enabled
+    False
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import threading
+import types
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+from .errors import PolicyError, ScopeError
+
+__all__ = ["CompilePolicy", "current_policy", "explain"]
+
+#: torch.compile's modes in torch 2.13 (``torch._inductor.list_mode_options()``), spelled out
+#: here so that validating a scope never has to import torch.
+MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs", "lite")
+FALLBACKS = ("eager", "raise")
+FIELD_NAMES = ("enabled", "backend", "mode", "fullgraph", "dynamic", "options", "fallback")
+
+ENV_VAR = "COMPILE_POLICY"
+TORCH_ENV_VAR = "TORCH_COMPILE_DISABLE"
+_ON = ("on", "1", "true")
+_OFF = ("off", "0", "false")
+
+Fallback = Literal["eager", "raise"]
+
+
+def _check_optional_bool(name: str, value: object) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise PolicyError(f"{name}={value!r} is not allowed; allowed: True, False or None")
+
+
+@dataclass(frozen=True, slots=True)
+class CompilePolicy:
+    """Whether to compile, and with which ``torch.compile`` arguments.
+
+    A field left ``None`` is "not set here": it is inherited from the enclosing scope, and
+    in the end from the compiled object's own arguments. Fields are validated on
+    construction; a bad value raises :class:`PolicyError`.
+
+        >>> CompilePolicy(enabled=True, backend="eager").fallback is None
+        True
+    """
+
+    enabled: bool = True
+    backend: str | Callable[..., Any] | None = None
+    mode: str | None = None
+    fullgraph: bool | None = None
+    dynamic: bool | None = None
+    options: Mapping[str, object] | None = None
+    fallback: Fallback | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise PolicyError(f"enabled={self.enabled!r} is not allowed; allowed: True, False")
+        backend = self.backend
+        if backend is not None and not (
+            (isinstance(backend, str) and backend) or callable(backend)
+        ):
+            raise PolicyError(
+                f"backend={backend!r} is not allowed; allowed: None, a backend name "
+                "(see torch.compiler.list_backends()) or a callable backend"
+            )
+        if self.mode is not None and self.mode not in MODES:
+            raise PolicyError(
+                f"mode={self.mode!r} is not a torch.compile mode; allowed: None, "
+                + ", ".join(map(repr, MODES))
+            )
+        _check_optional_bool("fullgraph", self.fullgraph)
+        _check_optional_bool("dynamic", self.dynamic)
+        if self.options is not None:
+            if not isinstance(self.options, Mapping) or not all(
+                isinstance(key, str) for key in self.options
+            ):
+                raise PolicyError(
+                    f"options={self.options!r} is not allowed; allowed: None or a mapping "
+                    "of option names (str) to values"
+                )
+            # A private read-only copy: the caller's dict may change after the scope is made.
+            object.__setattr__(self, "options", types.MappingProxyType(dict(self.options)))
+        if self.fallback is not None and self.fallback not in FALLBACKS:
+            raise PolicyError(
+                f"fallback={self.fallback!r} is not allowed; allowed: None, "
+                + ", ".join(map(repr, FALLBACKS))
+            )
+
+    def merged_over(self, outer: CompilePolicy) -> CompilePolicy:
+        """This policy's fields, with the ones it leaves ``None`` taken from ``outer``."""
+        return CompilePolicy(
+            *[
+                mine if mine is not None else getattr(outer, name)
+                for name, mine in zip(FIELD_NAMES, self._values(), strict=True)
+            ]
+        )
+
+    def set_fields(self) -> dict[str, object]:
+        """The fields this policy sets (``enabled`` always; the others when not ``None``)."""
+        return {
+            name: value
+            for name, value in zip(FIELD_NAMES, self._values(), strict=True)
+            if value is not None
+        }
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in FIELD_NAMES)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={value!r}" for name, value in self.set_fields().items())
+        return f"CompilePolicy({shown})"
+
+
+assert tuple(f.name for f in fields(CompilePolicy)) == FIELD_NAMES
+
+
+def freeze(value: object) -> object:
+    """A hashable stand-in for an option value, for use in a cache key."""
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return tuple(freeze(v) for v in value)
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
+
+
+class _Frame:
+    """One pushed scope: immutable once made, except for two caches filled on first use.
+
+    ``below`` is exactly the stack value the push replaced (``None`` for an empty stack),
+    so popping restores it exactly.
+    """
+
+    __slots__ = ("_effective", "_overrides", "below", "enabled", "layer", "owner", "where")
+
+    def __init__(
+        self, below: _Frame | None, layer: CompilePolicy, owner: object, where: object
+    ) -> None:
+        self.below = below
+        self.layer = layer
+        self.owner = owner  # the scope object (or a label) that pushed this frame
+        self.where = where  # (filename, lineno) or a text such as "pytest option ..."
+        # `enabled` is never None, so the innermost frame alone decides it: the hot path
+        # reads this slot instead of merging.
+        self.enabled = layer.enabled
+        self._effective: CompilePolicy | None = None
+        self._overrides: tuple[object, ...] | None = None
+
+    @property
+    def effective(self) -> CompilePolicy:
+        # Benign race: two threads may both compute the same immutable value.
+        effective = self._effective
+        if effective is None:
+            below = self.below or _default_frame()
+            effective = self._effective = self.layer.merged_over(below.effective)
+        return effective
+
+    @property
+    def overrides(self) -> tuple[object, ...]:
+        """Hashable key of the compile arguments set by the scopes (``None`` where unset)."""
+        key = self._overrides
+        if key is None:
+            p = self.effective
+            key = (p.backend, p.mode, p.fullgraph, p.dynamic, freeze(p.options))
+            self._overrides = key
+        return key
+
+    def describe(self) -> str:
+        where = self.where
+        if isinstance(where, tuple):
+            where = f"{_short_path(where[0])}:{where[1]}"
+        fields_set = ", ".join(f"{k}={v!r}" for k, v in self.layer.set_fields().items())
+        return f"{self.owner} at {where}: {fields_set}"
+
+
+def _short_path(filename: str) -> str:
+    try:
+        relative = os.path.relpath(filename)
+    except ValueError:  # another drive on Windows
+        return filename
+    return filename if relative.startswith("..") else relative
+
+
+def _parse_switch(var: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _ON:
+        return True
+    if value in _OFF:
+        return False
+    raise PolicyError(
+        f"environment variable {var}={raw!r} is not allowed; allowed (any case): "
+        + ", ".join(_ON + _OFF)
+        + f"; unset {var} for the default"
+    )
+
+
+@functools.cache
+def _default_frame() -> _Frame:
+    """The process default, read from the environment once, on first use.
+
+    ``functools.cache`` does not cache an exception, so a bad value raises on every use.
+    """
+    enabled = True
+    sources = []
+    raw = os.environ.get(ENV_VAR)
+    if raw is not None:
+        enabled = _parse_switch(ENV_VAR, raw)
+        sources.append(f"{ENV_VAR}={raw!r}")
+    raw_torch = os.environ.get(TORCH_ENV_VAR)
+    if raw_torch is not None and raw_torch.strip():
+        # torch itself skips compiling when this is 1, so it can only turn us off.
+        if _parse_switch(TORCH_ENV_VAR, raw_torch):
+            enabled = False
+        sources.append(f"{TORCH_ENV_VAR}={raw_torch!r}")
+    where = "environment " + ", ".join(sources) if sources else "built-in default"
+    frame = _Frame(None, CompilePolicy(enabled=enabled), "process default", where)
+    frame._effective = frame.layer  # the bottom of every stack: nothing to merge over
+    return frame
+
+
+# The one piece of state: the innermost frame of the calling thread/task's stack.
+_STACK: ContextVar[_Frame | None] = ContextVar("compile_policy_stack", default=None)
+
+
+def top_frame() -> _Frame:
+    """The innermost frame of the calling thread or task (the process default if none)."""
+    return _STACK.get() or _default_frame()
+
+
+def push(layer: CompilePolicy, owner: object, where: object) -> _Frame:
+    """Push ``layer`` on the calling context's stack and return its frame."""
+    frame = _Frame(_STACK.get(), layer, owner, where)
+    _STACK.set(frame)
+    return frame
+
+
+def pop(owner: object) -> None:
+    """Pop the innermost frame, which ``owner`` must have pushed in this thread/task."""
+    top = _STACK.get()
+    if top is not None and top.owner is owner:
+        _STACK.set(top.below)
+        return
+    frame = top
+    while frame is not None and frame.owner is not owner:
+        frame = frame.below
+    if frame is None:
+        raise ScopeError(
+            f"{owner} is being exited in thread {threading.current_thread().name!r} "
+            "(or asyncio task) that did not enter it: a policy scope must be exited in the "
+            "same thread or asyncio task that entered it. To carry a policy into another "
+            "thread, wrap the callable with bind_policy()."
+        )
+    # Out of order: a scope entered inside this one was never exited. Drop it too, so the
+    # stack is back to what this scope's enter replaced, and say so loudly.
+    _STACK.set(frame.below)
+    assert top is not None
+    raise ScopeError(
+        f"{owner} exited out of order: {top.describe()} was entered inside it and never "
+        "exited (an __enter__() without __exit__()?); both are now exited."
+    )
+
+
+def current_policy() -> CompilePolicy:
+    """The effective policy of the calling thread or asyncio task.
+
+    Scopes are merged innermost first over the process default (``COMPILE_POLICY`` /
+    ``TORCH_COMPILE_DISABLE``). Fields no scope set are ``None``: a compiled object then
+    uses its own arguments.
+
+        >>> with compile_enabled(backend="eager"):
+        ...     current_policy().backend
+        'eager'
+    """
+    return top_frame().effective
+
+
+def explain() -> str:
+    """Why the calling thread/task's decision is what it is, innermost scope first.
+
+        >>> print(explain())  # doctest: +SKIP
+        compile policy: disabled
+          1. compile_disabled() at train.py:12: enabled=False
+          2. process default at built-in default: enabled=True
+    """
+    policy = current_policy()
+    lines = [f"compile policy: {'enabled' if policy.enabled else 'disabled'} ({policy!r})"]
+    frame = _STACK.get()
+    while frame is not None:
+        lines.append(frame.describe())
+        frame = frame.below
+    lines.append(_default_frame().describe())  # the bottom of every stack, never pushed
+    return "\n".join([lines[0]] + [f"  {n}. {line}" for n, line in enumerate(lines[1:], 1)])
+
+
+def caller_location(depth: int) -> tuple[str, int]:
+    """``(filename, lineno)`` of the frame ``depth`` levels above the caller."""
+    frame = sys._getframe(depth + 1)
+    return frame.f_code.co_filename, frame.f_lineno

@@ -1,0 +1,258 @@
+"""Scopes that set the compile policy of the current thread or asyncio task.
+
+Every scope is a context manager and a decorator, like ``torch.no_grad``. As a decorator it
+holds for the whole execution of the function: every step of a generator or async
+generator, and the whole of a coroutine, without leaking to the caller between steps.
+
+    >>> from compile_policy import compile_disabled, current_policy
+    >>> @compile_disabled
+    ... def debug_step():
+    ...     return current_policy().enabled
+    >>> debug_step()
+    False
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from contextvars import Token
+from typing import Any, TypeVar, overload
+
+from . import policy as _policy
+from .errors import PolicyError
+from .policy import FIELD_NAMES, CompilePolicy, caller_location
+
+__all__ = ["PolicyScope", "bind_policy", "compile_disabled", "compile_enabled", "use_policy"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+H = TypeVar("H")
+
+
+def _wrap(fn: F, enter: Callable[[], H], leave: Callable[[H], None]) -> F:
+    """Wrap ``fn`` so that ``enter``/``leave`` surround each piece of its execution.
+
+    Dispatches once, on the kind of ``fn``: generators and async generators are re-entered
+    around every step, so the caller never runs under the scope between ``yield``s
+    (``contextlib.ContextDecorator`` would only cover creating the generator).
+    """
+    if inspect.isclass(fn):
+        raise TypeError(
+            f"a policy scope decorates functions, not classes: got {fn!r}; "
+            "decorate its methods instead"
+        )
+    if not callable(fn):
+        raise TypeError(f"a policy scope decorates callables: got {fn!r}")
+
+    if inspect.isasyncgenfunction(fn):
+
+        @functools.wraps(fn)
+        async def async_gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            gen = fn(*args, **kwargs)  # creating it runs none of its code
+            step, value = gen.asend, None
+            while True:
+                handle = enter()
+                try:
+                    item = await step(value)
+                except StopAsyncIteration:
+                    return
+                finally:
+                    leave(handle)
+                try:
+                    value = yield item
+                    step = gen.asend
+                except GeneratorExit:
+                    handle = enter()
+                    try:
+                        await gen.aclose()
+                    finally:
+                        leave(handle)
+                    raise
+                except BaseException as exc:
+                    step, value = gen.athrow, exc
+
+        return async_gen_wrapper  # type: ignore[return-value]
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+            gen = fn(*args, **kwargs)
+            step, value = gen.send, None
+            while True:
+                handle = enter()
+                try:
+                    item = step(value)
+                except StopIteration as stop:
+                    return stop.value
+                finally:
+                    leave(handle)
+                try:
+                    value = yield item
+                    step = gen.send
+                except GeneratorExit:
+                    handle = enter()
+                    try:
+                        gen.close()
+                    finally:
+                        leave(handle)
+                    raise
+                except BaseException as exc:
+                    step, value = gen.throw, exc
+
+        return gen_wrapper  # type: ignore[return-value]
+
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            handle = enter()
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                leave(handle)
+
+        return async_wrapper  # type: ignore[return-value]
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        handle = enter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            leave(handle)
+
+    return wrapper  # type: ignore[return-value]
+
+
+class PolicyScope:
+    """A reusable scope that applies one policy layer to the current thread or task.
+
+    It keeps no per-use state: each ``__enter__`` pushes a frame on the context-local stack
+    and each ``__exit__`` pops it, so one object may be reused, nested in itself and entered
+    by several threads at once. Made by :func:`compile_enabled`, :func:`compile_disabled`
+    and :func:`use_policy`.
+    """
+
+    __slots__ = ("_label", "_layer")
+
+    def __init__(self, layer: CompilePolicy, label: str) -> None:
+        self._layer = layer
+        self._label = label
+
+    @property
+    def policy(self) -> CompilePolicy:
+        """The fields this scope sets (``None`` fields are inherited)."""
+        return self._layer
+
+    def __enter__(self) -> None:
+        _policy.push(self._layer, self, caller_location(1))
+
+    def __exit__(self, *exc_info: object) -> None:
+        _policy.pop(self)
+
+    def __call__(self, fn: F) -> F:
+        return self._decorate(fn, caller_location(1))
+
+    def _decorate(self, fn: F, where: tuple[str, int]) -> F:
+        layer = self._layer
+        where_text = f"@{self._label} on {getattr(fn, '__qualname__', fn)!s}"
+        location = (where[0], f"{where[1]} ({where_text})")
+        return _wrap(
+            fn,
+            lambda: _policy.push(layer, self, location),
+            lambda _frame: _policy.pop(self),
+        )
+
+    def __repr__(self) -> str:
+        return self._label
+
+
+_DISABLED = PolicyScope(CompilePolicy(enabled=False), "compile_disabled()")
+_ENABLED = PolicyScope(CompilePolicy(enabled=True), "compile_enabled()")
+_SETTABLE = tuple(name for name in FIELD_NAMES if name != "enabled")
+
+
+@overload
+def compile_disabled(func: F, /) -> F: ...
+@overload
+def compile_disabled() -> PolicyScope: ...
+def compile_disabled(func: F | None = None, /) -> PolicyScope | F:
+    """Run without compiling in the current thread or asyncio task, until an inner
+    :func:`compile_enabled`. A context manager and a decorator (with or without ``()``).
+
+        >>> with compile_disabled():
+        ...     out = step(x)  # the plain function runs
+    """
+    if func is None:
+        return _DISABLED
+    return _DISABLED._decorate(func, caller_location(1))
+
+
+@overload
+def compile_enabled(func: F, /) -> F: ...
+@overload
+def compile_enabled(**fields: Any) -> PolicyScope: ...
+def compile_enabled(func: F | None = None, /, **fields: Any) -> PolicyScope | F:
+    """Compile in the current thread or asyncio task, optionally overriding compile arguments.
+
+    ``fields`` are any of ``backend``, ``mode``, ``fullgraph``, ``dynamic``, ``options``,
+    ``fallback``; the ones left out are inherited from the enclosing scope. A context
+    manager and a decorator (with or without ``()``).
+
+        >>> with compile_enabled(backend="aot_eager", fallback="raise"):
+        ...     out = step(x)  # compiled with aot_eager; a compile failure raises
+    """
+    unknown = sorted(set(fields) - set(_SETTABLE))
+    if unknown:
+        hint = "; use compile_disabled() to disable" if "enabled" in unknown else ""
+        raise TypeError(
+            f"compile_enabled() got unexpected field(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(_SETTABLE)}{hint}"
+        )
+    if func is not None:
+        if fields:
+            raise TypeError("compile_enabled(func) takes no fields; use compile_enabled(**fields)(func)")
+        return _ENABLED._decorate(func, caller_location(1))
+    if not fields:
+        return _ENABLED
+    layer = CompilePolicy(enabled=True, **fields)
+    shown = ", ".join(f"{k}={v!r}" for k, v in fields.items())
+    return PolicyScope(layer, f"compile_enabled({shown})")
+
+
+def use_policy(policy: CompilePolicy) -> PolicyScope:
+    """Apply a whole :class:`CompilePolicy` in the current thread or asyncio task.
+
+    Its ``None`` fields are inherited. A context manager and a decorator.
+
+        >>> ci = CompilePolicy(enabled=True, backend="eager", fallback="raise")
+        >>> with use_policy(ci):
+        ...     out = step(x)
+    """
+    if not isinstance(policy, CompilePolicy):
+        raise PolicyError(f"use_policy() takes a CompilePolicy; got {policy!r}")
+    return PolicyScope(policy, f"use_policy({policy!r})")
+
+
+def bind_policy(fn: F) -> F:
+    """Return ``fn`` bound to the calling thread/task's current policy.
+
+    New threads and pool workers do not inherit context variables, so a callable handed to
+    ``threading.Thread``, ``ThreadPoolExecutor.submit`` or a callback runs under the process
+    default. The bound callable runs under the policy active here, and restores the
+    worker's own policy afterwards (pool workers keep one context across work items).
+
+        >>> with compile_disabled():
+        ...     future = pool.submit(bind_policy(step), x)  # runs eagerly in the worker
+    """
+    frame = _policy._STACK.get()
+
+    def enter() -> Token[Any]:
+        return _policy._STACK.set(frame)
+
+    def leave(token: Token[Any]) -> None:
+        _policy._STACK.reset(token)
+
+    return _wrap(fn, enter, leave)

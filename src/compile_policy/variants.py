@@ -1,0 +1,174 @@
+"""Building one ``torch.compile`` variant per set of compile options, with counted graphs.
+
+This is the only module that imports torch, and only when a variant is first built.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+from .errors import PolicyError
+
+__all__ = ["CompileOptions", "GraphRuns", "build_variant", "compiler_errors", "dynamo_is_tracing"]
+
+
+class CompileOptions(NamedTuple):
+    """The merged ``torch.compile`` arguments of one variant: the key of its cache."""
+
+    backend: str | Callable[..., Any]
+    mode: str | None
+    fullgraph: bool
+    dynamic: bool | None
+    options: object  # the options mapping made hashable (see policy.freeze)
+
+    def describe(self) -> str:
+        backend = self.backend if isinstance(self.backend, str) else _name_of(self.backend)
+        return (
+            f"backend={backend!r}, mode={self.mode!r}, fullgraph={self.fullgraph!r}, "
+            f"dynamic={self.dynamic!r}, options={self.options!r}"
+        )
+
+
+def _name_of(obj: object) -> str:
+    return getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or repr(obj)
+
+
+class GraphRuns(threading.local):
+    """Per-thread count of compiled graphs run, so one call can tell whether any ran."""
+
+    count = 0
+
+
+def dynamo_is_tracing() -> bool:
+    """True only while Dynamo traces the calling code (constant-folded there).
+
+    ``torch.compiler.is_compiling()`` would be wrong: it stays True in every thread while
+    any thread compiles. Reading ``sys.modules`` keeps torch unimported until needed, and
+    Dynamo traces it without a graph break.
+    """
+    torch = sys.modules.get("torch")
+    return torch is not None and torch.compiler.is_dynamo_compiling()
+
+
+@functools.cache
+def compiler_errors() -> tuple[type[BaseException], ...]:
+    """The exception types that mean "the PyTorch compiler failed" in this torch.
+
+    ``TorchDynamoException`` subclasses ``RuntimeError``, so a bare ``RuntimeError`` must
+    never be caught as a compile failure; ``FailOnRecompileLimitHit`` is a plain Exception.
+    """
+    from torch._dynamo import exc
+
+    errors: list[type[BaseException]] = [exc.TorchDynamoException]
+    limit_hit = getattr(exc, "FailOnRecompileLimitHit", None)
+    if isinstance(limit_hit, type):
+        errors.append(limit_hit)
+    return tuple(errors)
+
+
+def user_error_at_trace() -> type[BaseException]:
+    """Dynamo's type for an error raised by the user's own ops while it traced them."""
+    from torch._dynamo.exc import TorchRuntimeError
+
+    return TorchRuntimeError
+
+
+def _check_backend(backend: str | Callable[..., Any]) -> None:
+    if not isinstance(backend, str):
+        return
+    import torch
+
+    known = torch.compiler.list_backends(exclude_tags=())
+    if backend not in known:
+        raise PolicyError(
+            f"backend={backend!r} is not a registered torch.compile backend; "
+            f"allowed: {', '.join(map(repr, sorted(known)))}, or a callable backend"
+        )
+
+
+def build_variant(
+    target: Callable[..., Any],
+    key: CompileOptions,
+    options: Mapping[str, object] | None,
+    on_graph_compiled: Callable[[], None],
+    runs: GraphRuns,
+) -> Callable[..., Any]:
+    """``torch.compile(target, ...)`` for ``key``, whose graphs count themselves in ``runs``.
+
+    Configuration errors (unknown backend, ``mode`` with ``options``) are raised here as
+    :class:`PolicyError`: they are never a reason to fall back silently.
+    """
+    import torch
+
+    _check_backend(key.backend)
+    options = None if options is None else dict(options)
+    if key.mode is not None and options is not None:
+        raise PolicyError(
+            f"mode={key.mode!r} and options={options!r} are both set for this call, and "
+            "torch.compile takes one or the other; allowed: set only one of them "
+            "(the decorator's and the scopes' values are merged)"
+        )
+    # What torch.compile itself would build for a backend name/callable with mode/options;
+    # wrapping it lets every compiled graph count its runs without changing what compiles.
+    real: Any
+    if key.backend == "inductor":
+        real = torch._TorchCompileInductorWrapper(  # type: ignore[no-untyped-call]
+            key.mode or "default", options, key.dynamic
+        )
+    else:
+        real = torch._TorchCompileWrapper(  # type: ignore[no-untyped-call]
+            key.backend, key.mode, options, key.dynamic
+        )
+    extra: dict[str, Any] = {}
+    if "isolate_recompiles" in inspect.signature(torch.compile).parameters:
+        # Dynamo keeps one cache and one recompile limit per code object, shared by every
+        # wrapper of the same method: isolate them so one object's recompiles never push
+        # another object over the limit (silently eager until torch._dynamo.reset()).
+        extra["isolate_recompiles"] = True
+    return torch.compile(
+        target,
+        backend=_CountingBackend(real, on_graph_compiled, runs),
+        fullgraph=key.fullgraph,
+        dynamic=key.dynamic,
+        **extra,
+    )
+
+
+class _CountingBackend:
+    """A backend that compiles with ``real`` and wraps each graph to count its runs."""
+
+    def __init__(
+        self, real: Any, on_graph_compiled: Callable[[], None], runs: GraphRuns
+    ) -> None:
+        self.real = real
+        # torch names the backend by __name__ in its messages (BackendCompilerFailed).
+        self.__name__ = str(getattr(real, "compiler_name", None) or _name_of(real))
+        self.on_graph_compiled = on_graph_compiled
+        self.runs = runs
+
+    def __call__(self, gm: Any, example_inputs: Any) -> Callable[..., Any]:
+        compiled = self.real(gm, example_inputs)
+        self.on_graph_compiled()
+        runs = self.runs
+
+        def counted_graph(*args: Any) -> Any:
+            runs.count += 1
+            return compiled(*args)
+
+        # Keep the calling convention flags (e.g. ``_boxed_call``) of the compiled graph.
+        counted_graph.__dict__.update(getattr(compiled, "__dict__", {}))
+        return counted_graph
+
+    def get_compiler_config(self) -> Any:
+        getter = getattr(self.real, "get_compiler_config", None)
+        return getter() if getter is not None else None
+
+    def reset(self) -> None:
+        reset = getattr(self.real, "reset", None)
+        if reset is not None:
+            reset()

@@ -1,0 +1,45 @@
+"""Shared helpers: a counting backend that really compiles (with Dynamo) and counts."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+
+class CountingBackend:
+    """A ``torch.compile`` backend that records each compiled graph and each graph run.
+
+    It returns the FX graph's own ``forward``, so compiles take milliseconds.
+    """
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.compiles = 0
+        self.runs = 0
+        self._lock = threading.Lock()
+        self.__name__ = "counting"
+
+    def __call__(self, gm: Any, example_inputs: Any) -> Any:
+        with self._lock:
+            self.compiles += 1
+        if self.fail:
+            raise RuntimeError("counting backend told to fail")
+
+        def run(*args: Any) -> Any:
+            with self._lock:
+                self.runs += 1
+            return gm.forward(*args)
+
+        return run
+
+
+@pytest.fixture
+def counting() -> CountingBackend:
+    return CountingBackend()
+
+
+@pytest.fixture
+def failing() -> CountingBackend:
+    return CountingBackend(fail=True)

@@ -1,0 +1,335 @@
+"""policy_compiled: the path each call takes, compile caching, per-object fallback."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import pytest
+import torch
+
+import compile_policy
+from compile_policy import (
+    CompileFallbackWarning,
+    CompileSkippedWarning,
+    PartialCompileError,
+    PolicyError,
+    compile_disabled,
+    compile_enabled,
+    policy_compiled,
+)
+from conftest import CountingBackend
+
+
+def x() -> torch.Tensor:
+    return torch.ones(4)
+
+
+def test_enabled_calls_run_compiled_and_disabled_calls_run_plain(counting: CountingBackend) -> None:
+    step = policy_compiled(lambda t: t.sin() + 1, backend=counting)
+    assert torch.allclose(step(x()), x().sin() + 1)
+    with compile_disabled():
+        assert torch.allclose(step(x()), x().sin() + 1)
+    stats = step.stats()
+    assert (stats.compiled_calls, stats.eager_calls, stats.fallback_calls) == (1, 1, 0)
+    assert counting.runs == 1
+
+
+def test_toggling_the_policy_never_recompiles(counting: CountingBackend) -> None:
+    step = policy_compiled(lambda t: t * 3, backend=counting)
+    for _ in range(50):
+        step(x())
+        with compile_disabled():
+            step(x())
+    assert counting.compiles == 1
+    assert step.stats().graphs_compiled == 1
+    assert (step.stats().compiled_calls, step.stats().eager_calls) == (50, 50)
+
+
+def test_each_merged_option_set_is_compiled_once_per_object(counting: CountingBackend) -> None:
+    step = policy_compiled(lambda t: t - 1, backend=counting)
+    for _ in range(3):
+        step(x())
+        with compile_enabled(dynamic=False):
+            step(x())
+        with compile_enabled(backend="eager"):
+            step(x())
+    assert len(step.stats().variants) == 3
+    assert counting.compiles == 2  # the third variant uses the "eager" backend
+
+
+def test_scope_fields_override_the_decorator_arguments(counting: CountingBackend) -> None:
+    step = policy_compiled(lambda t: t + 2, backend="aot_eager")
+    with compile_enabled(backend=counting):
+        step(x())
+    assert counting.compiles == 1
+    assert step.stats().variants[0].backend is counting
+
+
+def test_decorator_form_and_name_are_kept() -> None:
+    @policy_compiled(backend="eager")
+    def double(t: torch.Tensor) -> torch.Tensor:
+        """Doubles."""
+        return t * 2
+
+    assert double.__name__ == "double" and double.__doc__ == "Doubles."
+    assert torch.equal(double(x()), x() * 2)
+
+    @policy_compiled
+    def triple(t: torch.Tensor) -> torch.Tensor:
+        return t * 3
+
+    with compile_disabled():
+        assert torch.equal(triple(x()), x() * 3)
+
+
+def test_unknown_backend_name_is_a_policy_error_at_the_first_compiled_call() -> None:
+    step = policy_compiled(lambda t: t, backend="no-such-backend")
+    with compile_disabled():
+        step(x())  # nothing to check while disabled
+    with pytest.raises(PolicyError, match="'no-such-backend'.*allowed: .*'inductor'"):
+        step(x())
+    assert step.stats().fallback_calls == 0 and step.failures == ()
+
+
+def test_mode_with_options_is_a_policy_error() -> None:
+    step = policy_compiled(lambda t: t, mode="max-autotune")
+    with compile_enabled(options={"max_autotune": True}):
+        with pytest.raises(PolicyError, match="one or the other"):
+            step(x())
+
+
+def test_bad_decorator_argument_is_a_policy_error_at_decoration() -> None:
+    with pytest.raises(PolicyError, match="'sometimes'"):
+        policy_compiled(lambda t: t, fallback="sometimes")  # type: ignore[call-overload]
+
+
+def test_compile_failure_falls_back_for_that_object_and_key_only(
+    failing: CountingBackend, counting: CountingBackend
+) -> None:
+    broken = policy_compiled(lambda t: t.cos(), backend=failing)
+    healthy = policy_compiled(lambda t: t.cos(), backend=counting)
+    with pytest.warns(CompileFallbackWarning, match="counting backend told to fail") as record:
+        assert torch.allclose(broken(x()), x().cos())
+    assert len(record) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once: later calls are silent
+        broken(x())
+        broken(x())
+        healthy(x())
+    assert failing.compiles == 1  # never retried for that key
+    assert broken.stats().fallback_calls == 3
+    [failure] = broken.failures
+    assert failure.fell_back and isinstance(failure.exception, torch._dynamo.exc.BackendCompilerFailed)
+    assert failure.key.backend is failing
+    # another key of the same object still compiles
+    with compile_enabled(backend=counting):
+        broken(x())
+    assert broken.stats().compiled_calls == 1
+    assert healthy.stats().compiled_calls == 1 and healthy.failures == ()
+
+
+def test_compile_failure_is_logged(failing: CountingBackend, caplog: pytest.LogCaptureFixture) -> None:
+    step = policy_compiled(lambda t: t.cos(), backend=failing)
+    with pytest.warns(CompileFallbackWarning):
+        step(x())
+    assert any(r.name == "compile_policy" and "compile failed" in r.message for r in caplog.records)
+
+
+def test_compile_failure_changes_no_module_level_state(failing: CountingBackend) -> None:
+    modules = [m for name, m in sys.modules.items() if name.startswith("compile_policy")]
+    policy_compiled(lambda t: t, backend="eager")(x())  # first build loads what it caches
+    before = {m.__name__: dict(vars(m)) for m in modules}
+    step = policy_compiled(lambda t: t.cos(), backend=failing)
+    with pytest.warns(CompileFallbackWarning):
+        step(x())
+    after = {m.__name__: dict(vars(m)) for m in modules}
+    assert before.keys() == after.keys()
+    for name in before:
+        assert before[name].keys() == after[name].keys(), name
+        changed = [k for k in before[name] if before[name][k] is not after[name][k]]
+        assert changed == [], (name, changed)
+    assert compile_policy.current_policy().enabled
+
+
+def test_fallback_raise_on_the_decorator_reraises(failing: CountingBackend) -> None:
+    step = policy_compiled(lambda t: t.cos(), backend=failing, fallback="raise")
+    for _ in range(2):
+        with pytest.raises(torch._dynamo.exc.BackendCompilerFailed):
+            step(x())
+    assert step.stats().fallback_calls == 0
+    [failure] = step.failures
+    assert not failure.fell_back
+
+
+def test_fallback_raise_scoped_then_eager_outside(failing: CountingBackend) -> None:
+    step = policy_compiled(lambda t: t.cos(), backend=failing)
+    with compile_enabled(fallback="raise"), pytest.raises(torch._dynamo.exc.BackendCompilerFailed):
+        step(x())
+    with pytest.warns(CompileFallbackWarning):
+        step(x())
+    assert step.stats().fallback_calls == 1
+
+
+def test_user_errors_propagate_and_are_not_compile_failures(counting: CountingBackend) -> None:
+    @policy_compiled(backend=counting)
+    def checks(t: torch.Tensor) -> torch.Tensor:
+        if t.shape[0] != 4:
+            raise ValueError("expected 4 rows")
+        return t + 1
+
+    with pytest.raises(ValueError, match="4 rows"):
+        checks(torch.ones(3))
+    assert checks.failures == () and checks.stats().fallback_calls == 0
+    assert torch.equal(checks(x()), x() + 1)
+    # torch 2.13 quirk: after tracing a user exception, Dynamo skips this code object for
+    # good and runs it eagerly; the counters say so instead of claiming a compiled call.
+    assert (checks.stats().compiled_calls, checks.stats().skipped_calls) == (0, 1)
+
+
+def test_shape_error_surfacing_from_dynamo_tracing_is_a_user_error(counting: CountingBackend) -> None:
+    @policy_compiled(backend=counting)
+    def matmul(t: torch.Tensor) -> torch.Tensor:
+        return t @ torch.ones(5, 5)
+
+    with pytest.raises(RuntimeError, match="must have same reduction dim|size mismatch|shapes") as info:
+        matmul(torch.ones(3, 3))
+    assert not isinstance(info.value, torch._dynamo.exc.TorchDynamoException)  # the eager error
+    assert matmul.failures == () and matmul.stats().fallback_calls == 0
+    matmul(torch.ones(3, 5))
+    assert matmul.stats().compiled_calls == 1
+
+
+def test_shape_error_with_fallback_raise_propagates_without_a_record(counting: CountingBackend) -> None:
+    step = policy_compiled(lambda t: t @ torch.ones(5, 5), backend=counting, fallback="raise")
+    with pytest.raises(RuntimeError):
+        step(torch.ones(3, 3))
+    assert step.failures == ()
+
+
+class SecondGraphFails:
+    """Compiles the first graph, fails on the second (as after a graph break)."""
+
+    __name__ = "second_graph_fails"
+
+    def __init__(self) -> None:
+        self.compiles = 0
+
+    def __call__(self, gm: torch.fx.GraphModule, example_inputs: object) -> object:
+        self.compiles += 1
+        if self.compiles >= 2:
+            raise RuntimeError("second graph does not compile")
+        return gm.forward
+
+
+def test_failure_after_compiled_code_ran_raises_instead_of_repeating_side_effects() -> None:
+    param = torch.zeros(3)
+
+    @policy_compiled(backend=SecondGraphFails())
+    def step(t: torch.Tensor) -> torch.Tensor:
+        param.add_(t)  # runs in the first graph
+        torch._dynamo.graph_break()
+        return t.cos()  # the second graph fails to compile
+
+    with pytest.warns(CompileFallbackWarning):
+        with pytest.raises(PartialCompileError, match="side effects") as info:
+            step(torch.ones(3))
+    assert isinstance(info.value.__cause__, torch._dynamo.exc.BackendCompilerFailed)
+    assert torch.equal(param, torch.ones(3))  # applied once, not twice
+    step(torch.ones(3))  # later calls fall back to eager for this key
+    assert torch.equal(param, torch.full((3,), 2.0))
+    assert step.stats().fallback_calls == 1
+
+
+def test_inside_an_outer_compile_the_plain_function_is_traced_into_the_outer_graph(
+    counting: CountingBackend,
+) -> None:
+    inner_backend = CountingBackend()
+    inner = policy_compiled(lambda t: t.sin() * 2, backend=inner_backend)
+
+    def outer(t: torch.Tensor) -> torch.Tensor:
+        return inner(t) + 1
+
+    compiled_outer = torch.compile(outer, backend=counting, fullgraph=True)
+    with compile_disabled():  # the inner policy is not even consulted while traced
+        pass
+    assert torch.allclose(compiled_outer(x()), x().sin() * 2 + 1)
+    assert counting.compiles == 1 and inner_backend.compiles == 0
+    assert inner.stats().compiled_calls == 0 and inner.stats().eager_calls == 0
+
+
+def test_wraps_an_nn_module_like_torch_compile(counting: CountingBackend) -> None:
+    net = torch.nn.Linear(4, 2)
+    model = policy_compiled(net, backend=counting)
+    out = model(torch.ones(1, 4))
+    assert out.shape == (1, 2)
+    assert list(model.parameters()) == list(net.parameters())  # forwarded to the module
+    with compile_disabled():
+        model(torch.ones(1, 4))
+    assert (model.stats().compiled_calls, model.stats().eager_calls) == (1, 1)
+
+
+class Agent:
+    def __init__(self, scale: float) -> None:
+        self.scale = scale
+
+    def act(self, t: torch.Tensor) -> torch.Tensor:
+        return t * self.scale
+
+
+def test_bound_methods_are_separate_objects_per_agent(failing: CountingBackend) -> None:
+    good, bad = Agent(2.0), Agent(3.0)
+    good_act = policy_compiled(good.act, backend="eager")
+    bad_act = policy_compiled(bad.act, backend=failing)
+    with pytest.warns(CompileFallbackWarning):
+        assert torch.equal(bad_act(x()), x() * 3)
+    assert torch.equal(good_act(x()), x() * 2)
+    assert good_act.stats().compiled_calls == 1 and bad_act.stats().fallback_calls == 1
+
+
+class Policy(torch.nn.Module):
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.scale = scale
+
+    @policy_compiled(backend="eager")
+    def act(self, t: torch.Tensor) -> torch.Tensor:
+        return t * self.scale
+
+
+def test_decorated_method_gives_each_instance_its_own_object() -> None:
+    first, second = Policy(2.0), Policy(3.0)
+    assert first.act is first.act and first.act is not second.act
+    assert torch.equal(first.act(x()), x() * 2) and torch.equal(second.act(x()), x() * 3)
+    assert first.act.stats().compiled_calls == 1
+
+
+def test_recompile_budget_is_per_object_with_many_agents() -> None:
+    """A guarded per-instance float in a shared method: 12 agents > Dynamo's limit of 8."""
+    agents = [Agent(float(i + 1)) for i in range(12)]
+    steps = [policy_compiled(agent.act, backend="eager") for agent in agents]
+    for _ in range(2):
+        for agent, step in zip(agents, steps, strict=True):
+            assert torch.equal(step(x()), x() * agent.scale)
+    assert all(s.stats().compiled_calls == 2 and s.stats().skipped_calls == 0 for s in steps)
+
+
+def test_calls_dynamo_ran_without_compiled_code_are_counted_and_warned_once() -> None:
+    torch._dynamo.reset()
+    old = torch._dynamo.config.recompile_limit
+    torch._dynamo.config.recompile_limit = 1
+    try:
+        agent = Agent(1.0)
+        step = policy_compiled(agent.act, backend="eager")
+        step(x())
+        agent.scale = 2.0  # guard failure, over the limit: Dynamo runs eager silently
+        with pytest.warns(CompileSkippedWarning, match="recompile limit"):
+            assert torch.equal(step(x()), x() * 2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            step(x())
+        stats = step.stats()
+        assert (stats.compiled_calls, stats.skipped_calls) == (1, 2)
+    finally:
+        torch._dynamo.config.recompile_limit = old
+        torch._dynamo.reset()
