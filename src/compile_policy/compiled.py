@@ -18,6 +18,7 @@ back to eager on its own (per options key) when a compile fails; nothing global 
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import sys
 import threading
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
 
 from .errors import CompileFallbackWarning, CompileSkippedWarning, PartialCompileError
-from .policy import CompilePolicy, Fallback, _Frame, freeze, top_frame
+from .policy import CompilePolicy, Fallback, _Frame, default_frame, freeze, pushed_top
 from .variants import (
     CompileOptions,
     GraphRuns,
@@ -109,8 +110,10 @@ class PolicyCompiled(Generic[R]):
         self._by_key: dict[CompileOptions, _Variant] = {}
         self._runs = GraphRuns()
         self._compiler_errors: tuple[type[BaseException], ...] = ()
-        self._compiled_calls = self._eager_calls = self._fallback_calls = 0
-        self._skipped_calls = self._graphs_compiled = 0
+        self._compiled_calls, self._eager_calls = _tally(), _tally()
+        self._fallback_calls, self._skipped_calls = _tally(), _tally()
+        self._graphs_compiled = _tally()
+        self._tracing = _tracing_check()
         self._warned_skipped = False
         self._attr_name: str | None = None
         if not _is_module(target):
@@ -118,19 +121,18 @@ class PolicyCompiled(Generic[R]):
 
     # -- the hot path: keep it short ------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> R:
-        if dynamo_is_tracing():
+        if self._tracing():
             # Inside an outer torch.compile: trace the plain callable into the outer graph
             # (reading the ContextVar here would be a graph break, an error with fullgraph).
             return self._target(*args, **kwargs)
-        frame = top_frame()
+        frame = pushed_top() or default_frame()
         if not frame.enabled:
-            with self._lock:
-                self._eager_calls += 1
+            self._eager_calls()
             return self._target(*args, **kwargs)
-        variant = self._by_overrides.get(frame.overrides) or self._variant_for(frame)
+        # `_overrides` is None until first computed: the slow path then fills it in.
+        variant = self._by_overrides.get(frame._overrides) or self._variant_for(frame)
         if variant.fallen_back:
-            with self._lock:
-                self._fallback_calls += 1
+            self._fallback_calls()
             return self._target(*args, **kwargs)
         if self._all_warm:
             return self._call_compiled(variant, frame, args, kwargs)
@@ -152,11 +154,10 @@ class PolicyCompiled(Generic[R]):
             error = exc
         else:
             ran = runs.count != before
-            with self._lock:
-                if ran:
-                    self._compiled_calls += 1
-                else:
-                    self._skipped_calls += 1
+            if ran:
+                self._compiled_calls()
+            else:
+                self._skipped_calls()
             if not variant.warm:
                 self._mark_warm(variant)
             if ran:
@@ -169,12 +170,16 @@ class PolicyCompiled(Generic[R]):
 
     # -- building variants ------------------------------------------------------------------
     def _variant_for(self, frame: _Frame) -> _Variant:
+        variant = self._by_overrides.get(frame.overrides)  # a new frame, known arguments
+        if variant is not None:
+            return variant
         key, options = self._merged(frame.effective)
         with self._lock:
             variant = self._by_key.get(key)
             if variant is None:
                 compiled = build_variant(self._target, key, options, self._count_graph, self._runs)
                 self._compiler_errors = compiler_errors()
+                self._tracing = _tracing_check()  # torch is loaded now: the direct check
                 variant = self._by_key[key] = _Variant(key, compiled)
                 self._all_warm = False
             self._by_overrides[frame.overrides] = variant
@@ -204,8 +209,7 @@ class PolicyCompiled(Generic[R]):
             self._all_warm = all(v.warm for v in self._by_key.values())
 
     def _count_graph(self) -> None:
-        with self._lock:
-            self._graphs_compiled += 1
+        self._graphs_compiled()
 
     # -- failures ---------------------------------------------------------------------------
     def _on_compile_error(
@@ -240,8 +244,7 @@ class PolicyCompiled(Generic[R]):
         # the error is the user's own and propagates, with no fallback recorded.
         out = self._target(*args, **kwargs)
         self._record(variant, error, fell_back=True)
-        with self._lock:
-            self._fallback_calls += 1
+        self._fallback_calls()
         return out
 
     def _record(self, variant: _Variant, error: BaseException, *, fell_back: bool) -> None:
@@ -286,11 +289,11 @@ class PolicyCompiled(Generic[R]):
         with self._lock:
             variants = tuple(self._by_key.values())
             return CompileStats(
-                compiled_calls=self._compiled_calls,
-                eager_calls=self._eager_calls,
-                fallback_calls=self._fallback_calls,
-                skipped_calls=self._skipped_calls,
-                graphs_compiled=self._graphs_compiled,
+                compiled_calls=_value(self._compiled_calls),
+                eager_calls=_value(self._eager_calls),
+                fallback_calls=_value(self._fallback_calls),
+                skipped_calls=_value(self._skipped_calls),
+                graphs_compiled=_value(self._graphs_compiled),
                 variants=tuple(v.key for v in variants),
                 failures=tuple(v.failure for v in variants if v.failure is not None),
             )
@@ -327,6 +330,23 @@ class PolicyCompiled(Generic[R]):
         if self._attr_name is not None and hasattr(instance, "__dict__"):
             instance.__dict__[self._attr_name] = bound
         return bound
+
+
+def _tally() -> Callable[[], int]:
+    """A counter: each call adds one. ``next`` on ``itertools.count`` is a single C call,
+    so concurrent increments are never lost, with no lock on the hot path."""
+    return itertools.count().__next__
+
+
+def _value(tally: Callable[[], int]) -> int:
+    # itertools.count exposes its next value only through its repr: "count(N)".
+    return int(repr(tally.__self__)[len("count("):-1])  # type: ignore[attr-defined]
+
+
+def _tracing_check() -> Callable[[], bool]:
+    """The cheapest correct "is Dynamo tracing this?" check for now."""
+    torch = sys.modules.get("torch")
+    return torch.compiler.is_dynamo_compiling if torch is not None else dynamo_is_tracing
 
 
 def _summary(error: BaseException) -> str:

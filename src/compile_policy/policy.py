@@ -177,8 +177,13 @@ class _Frame:
         """Hashable key of the compile arguments set by the scopes (``None`` where unset)."""
         key = self._overrides
         if key is None:
-            p = self.effective
-            key = (p.backend, p.mode, p.fullgraph, p.dynamic, freeze(p.options))
+            layer = self.layer
+            if layer.set_fields().keys() == {"enabled"}:
+                # compile_enabled()/compile_disabled(): the same arguments as below, unmerged.
+                key = (self.below or _default_frame()).overrides
+            else:
+                p = self.effective
+                key = (p.backend, p.mode, p.fullgraph, p.dynamic, freeze(p.options))
             self._overrides = key
         return key
 
@@ -237,6 +242,11 @@ def _default_frame() -> _Frame:
 
 # The one piece of state: the innermost frame of the calling thread/task's stack.
 _STACK: ContextVar[_Frame | None] = ContextVar("compile_policy_stack", default=None)
+
+
+#: The innermost pushed frame of the calling thread/task, or None: bound once for the hot path.
+pushed_top = _STACK.get
+default_frame = _default_frame
 
 
 def top_frame() -> _Frame:

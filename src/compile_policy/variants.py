@@ -160,8 +160,9 @@ class _CountingBackend:
             runs.count += 1
             return compiled(*args)
 
-        # Keep the calling convention flags (e.g. ``_boxed_call``) of the compiled graph.
-        counted_graph.__dict__.update(getattr(compiled, "__dict__", {}))
+        # Keep the calling convention of the compiled graph (inductor's takes a boxed list),
+        # and nothing else: its `_torchdynamo_disable` marks must not describe this wrapper.
+        counted_graph._boxed_call = getattr(compiled, "_boxed_call", False)  # type: ignore[attr-defined]
         return counted_graph
 
     def get_compiler_config(self) -> Any:
