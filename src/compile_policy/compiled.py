@@ -130,7 +130,7 @@ class PolicyCompiled(Generic[R]):
             self._eager_calls()
             return self._target(*args, **kwargs)
         # `_overrides` is None until first computed: the slow path then fills it in.
-        variant = self._by_overrides.get(frame._overrides) or self._variant_for(frame)
+        variant = self._by_overrides.get(frame._overrides) or self._variant_for(frame)  # type: ignore[arg-type]
         if variant.fallen_back:
             self._fallback_calls()
             return self._target(*args, **kwargs)

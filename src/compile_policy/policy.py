@@ -237,6 +237,7 @@ def _default_frame() -> _Frame:
     where = "environment " + ", ".join(sources) if sources else "built-in default"
     frame = _Frame(None, CompilePolicy(enabled=enabled), "process default", where)
     frame._effective = frame.layer  # the bottom of every stack: nothing to merge over
+    frame._overrides = (None, None, None, None, None)  # it sets no compile argument
     return frame
 
 
