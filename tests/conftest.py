@@ -43,3 +43,6 @@ def counting() -> CountingBackend:
 @pytest.fixture
 def failing() -> CountingBackend:
     return CountingBackend(fail=True)
+
+
+pytest_plugins = ["pytester"]

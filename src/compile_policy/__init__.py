@@ -14,6 +14,7 @@ from .errors import (
     CompileSkippedWarning,
     PartialCompileError,
     PolicyError,
+    PolicyLeakWarning,
     ScopeError,
 )
 from .policy import CompilePolicy, current_policy, explain
@@ -30,6 +31,7 @@ __all__ = [
     "PartialCompileError",
     "PolicyCompiled",
     "PolicyError",
+    "PolicyLeakWarning",
     "PolicyScope",
     "ScopeError",
     "bind_policy",

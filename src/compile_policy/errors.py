@@ -14,6 +14,7 @@ __all__ = [
     "CompileSkippedWarning",
     "PartialCompileError",
     "PolicyError",
+    "PolicyLeakWarning",
     "ScopeError",
 ]
 
@@ -54,3 +55,7 @@ class CompileSkippedWarning(CompileFallbackWarning):
     Typically the recompile limit was hit, or Dynamo skipped a frame it could not handle.
     A subclass of :class:`CompileFallbackWarning`, so one filter covers both.
     """
+
+
+class PolicyLeakWarning(UserWarning):
+    """A test left a policy scope active (``--compile-policy-leaks=warn``)."""

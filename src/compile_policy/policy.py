@@ -250,6 +250,19 @@ pushed_top = _STACK.get
 default_frame = _default_frame
 
 
+def set_top(frame: _Frame | None) -> None:
+    """Make ``frame`` (and the frames below it) the calling context's whole stack.
+
+    For code that restores a stack it saved, such as the pytest plugin and bind_policy.
+    """
+    _STACK.set(frame)
+
+
+def chain(below: _Frame | None, layer: CompilePolicy, owner: object, where: object) -> _Frame:
+    """A frame for ``layer`` on top of ``below``, without making it current."""
+    return _Frame(below, layer, owner, where)
+
+
 def top_frame() -> _Frame:
     """The innermost frame of the calling thread or task (the process default if none)."""
     return _STACK.get() or _default_frame()
@@ -260,6 +273,7 @@ def push(layer: CompilePolicy, owner: object, where: object) -> _Frame:
     frame = _Frame(_STACK.get(), layer, owner, where)
     _STACK.set(frame)
     return frame
+
 
 
 def pop(owner: object) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from contextvars import Token
 from typing import Any, TypeVar, overload
 
 from . import policy as _policy
@@ -247,12 +246,14 @@ def bind_policy(fn: F) -> F:
         >>> with compile_disabled():
         ...     future = pool.submit(bind_policy(step), x)  # runs eagerly in the worker
     """
-    frame = _policy._STACK.get()
+    bound = _policy.pushed_top()
 
-    def enter() -> Token[Any]:
-        return _policy._STACK.set(frame)
+    def enter() -> _policy._Frame | None:
+        saved = _policy.pushed_top()
+        _policy.set_top(bound)
+        return saved
 
-    def leave(token: Token[Any]) -> None:
-        _policy._STACK.reset(token)
+    def leave(saved: _policy._Frame | None) -> None:
+        _policy.set_top(saved)  # exactly the worker's own stack again, even if fn leaked
 
     return _wrap(fn, enter, leave)
