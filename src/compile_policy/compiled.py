@@ -34,7 +34,6 @@ from .variants import (
     GraphRuns,
     build_variant,
     compiler_errors,
-    dynamo_is_tracing,
     user_error_at_trace,
 )
 
@@ -94,9 +93,9 @@ class _Variant:
 class PolicyCompiled(Generic[R]):
     """A callable that runs compiled or eager as the current policy says, on every call.
 
-    Made by :func:`policy_compiled`. Counters: :meth:`stats`. The plain callable is
-    ``__wrapped__``; other attributes are forwarded to it (so a wrapped ``nn.Module``'s
-    ``parameters()`` work, as with ``torch.compile(module)``).
+    Made by :func:`policy_compiled`. Counters: :meth:`stats`. The plain callable or module
+    is ``__wrapped__`` (e.g. ``step.__wrapped__.parameters()``). No ``__getattr__``
+    forwarding: it would slow every attribute read of the hot path.
     """
 
     def __init__(self, target: Callable[..., R], defaults: CompilePolicy) -> None:
@@ -113,7 +112,6 @@ class PolicyCompiled(Generic[R]):
         self._compiled_calls, self._eager_calls = _tally(), _tally()
         self._fallback_calls, self._skipped_calls = _tally(), _tally()
         self._graphs_compiled = _tally()
-        self._tracing = _tracing_check()
         self._warned_skipped = False
         self._attr_name: str | None = None
         if not _is_module(target):
@@ -121,10 +119,6 @@ class PolicyCompiled(Generic[R]):
 
     # -- the hot path: keep it short ------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> R:
-        if self._tracing():
-            # Inside an outer torch.compile: trace the plain callable into the outer graph
-            # (reading the ContextVar here would be a graph break, an error with fullgraph).
-            return self._target(*args, **kwargs)
         frame = pushed_top() or default_frame()
         if not frame.enabled:
             self._eager_calls()
@@ -134,14 +128,25 @@ class PolicyCompiled(Generic[R]):
         if variant.fallen_back:
             self._fallback_calls()
             return self._target(*args, **kwargs)
-        if self._all_warm:
-            return self._call_compiled(variant, frame, args, kwargs)
-        # While a variant is cold, this object's compiled calls take turns. Dynamo does not
-        # deduplicate compiles that race in several threads (8 racing first calls compiled
-        # 8 times), and with isolate_recompiles a compile that overlaps a call of another
-        # wrapper of the same code recompiles again and again (seen 13-17 times, torch 2.13).
-        with self._warming:
-            return self._call_compiled(variant, frame, args, kwargs)
+        if not self._all_warm:
+            # While a variant is cold, this object's compiled calls take turns. Dynamo does
+            # not deduplicate compiles racing in several threads (8 racing first calls
+            # compiled 8 times), and with isolate_recompiles a compile that overlaps a call
+            # of another wrapper of the same code recompiles again and again (13-17 times
+            # seen, torch 2.13).
+            with self._warming:
+                return self._call_compiled(variant, frame, args, kwargs)
+        return self._call_compiled(variant, frame, args, kwargs)
+
+    def _traced_call(self, *args: Any, **kwargs: Any) -> R:
+        return self._target(*args, **kwargs)
+
+    # Inside an outer torch.compile, Dynamo inlines `_traced_call` instead of `__call__` (it
+    # follows `_torchdynamo_inline`, as for torch.compile's own wrappers): the plain callable
+    # is traced into the outer graph, and the ContextVar read (a graph break, an error under
+    # fullgraph=True) is never traced. At run time this costs nothing, and unlike
+    # torch.compiler.is_compiling() it is not fooled by another thread compiling.
+    __call__._torchdynamo_inline = _traced_call  # type: ignore[attr-defined]
 
     def _call_compiled(
         self, variant: _Variant, frame: _Frame, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -153,20 +158,24 @@ class PolicyCompiled(Generic[R]):
         except self._compiler_errors as exc:
             error = exc
         else:
-            ran = runs.count != before
-            if ran:
+            if runs.count != before:
                 self._compiled_calls()
+                if not variant.ran_graphs:
+                    variant.ran_graphs = True
+                    self._mark_warm(variant)
             else:
-                self._skipped_calls()
-            if not variant.warm:
-                self._mark_warm(variant)
-            if ran:
-                variant.ran_graphs = True
-            elif variant.ran_graphs and not self._warned_skipped:
-                self._warn_skipped(variant)
+                self._skipped_call(variant)
             return out  # type: ignore[no-any-return]
         # Outside the except block, so that an eager error is not chained to the compile one.
         return self._on_compile_error(variant, error, runs.count != before, frame, args, kwargs)
+
+    def _skipped_call(self, variant: _Variant) -> None:
+        """Dynamo ran a call the policy compiled without running any compiled graph."""
+        self._skipped_calls()
+        if not variant.warm:
+            self._mark_warm(variant)  # nothing is being compiled: no race to guard
+        if variant.ran_graphs and not self._warned_skipped:
+            self._warn_skipped(variant)
 
     # -- building variants ------------------------------------------------------------------
     def _variant_for(self, frame: _Frame) -> _Variant:
@@ -179,7 +188,6 @@ class PolicyCompiled(Generic[R]):
             if variant is None:
                 compiled = build_variant(self._target, key, options, self._count_graph, self._runs)
                 self._compiler_errors = compiler_errors()
-                self._tracing = _tracing_check()  # torch is loaded now: the direct check
                 variant = self._by_key[key] = _Variant(key, compiled)
                 self._all_warm = False
             self._by_overrides[frame.overrides] = variant
@@ -281,7 +289,7 @@ class PolicyCompiled(Generic[R]):
             "(recompile limit hit? see TORCH_LOGS=recompiles)"
         )
         logger.warning(message)
-        warnings.warn(message, CompileSkippedWarning, stacklevel=4)
+        warnings.warn(message, CompileSkippedWarning, stacklevel=5)
 
     # -- introspection ----------------------------------------------------------------------
     def stats(self) -> CompileStats:
@@ -311,12 +319,6 @@ class PolicyCompiled(Generic[R]):
     def __repr__(self) -> str:
         return f"<{self._name()} defaults={self._defaults!r}>"
 
-    def __getattr__(self, name: str) -> Any:
-        # Only called when normal lookup fails: forward to the wrapped callable/module.
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self._target, name)
-
     # -- use as a method decorator in a class body ------------------------------------------
     def __set_name__(self, owner: type, name: str) -> None:
         self._attr_name = name
@@ -341,12 +343,6 @@ def _tally() -> Callable[[], int]:
 def _value(tally: Callable[[], int]) -> int:
     # itertools.count exposes its next value only through its repr: "count(N)".
     return int(repr(tally.__self__)[len("count("):-1])  # type: ignore[attr-defined]
-
-
-def _tracing_check() -> Callable[[], bool]:
-    """The cheapest correct "is Dynamo tracing this?" check for now."""
-    torch = sys.modules.get("torch")
-    return torch.compiler.is_dynamo_compiling if torch is not None else dynamo_is_tracing
 
 
 def _summary(error: BaseException) -> str:

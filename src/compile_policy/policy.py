@@ -156,7 +156,7 @@ class _Frame:
         self.below = below
         self.layer = layer
         self.owner = owner  # the scope object (or a label) that pushed this frame
-        self.where = where  # (filename, lineno) or a text such as "pytest option ..."
+        self.where = where  # (code, f_lasti) or a text such as "pytest option ..."
         # `enabled` is never None, so the innermost frame alone decides it: the hot path
         # reads this slot instead of merging.
         self.enabled = layer.enabled
@@ -190,9 +190,23 @@ class _Frame:
     def describe(self) -> str:
         where = self.where
         if isinstance(where, tuple):
-            where = f"{_short_path(where[0])}:{where[1]}"
+            where = describe_location(where)
         fields_set = ", ".join(f"{k}={v!r}" for k, v in self.layer.set_fields().items())
         return f"{self.owner} at {where}: {fields_set}"
+
+
+def describe_location(where: tuple[types.CodeType, int]) -> str:
+    """``path:line`` for a :func:`caller_location`."""
+    code, offset = where
+    return f"{_short_path(code.co_filename)}:{_line_at(code, offset)}"
+
+
+def _line_at(code: types.CodeType, offset: int) -> int | None:
+    """The source line of the bytecode at ``offset`` (a frame's ``f_lasti``)."""
+    for start, end, line in code.co_lines():
+        if start <= offset < end:
+            return line
+    return code.co_firstlineno
 
 
 def _short_path(filename: str) -> str:
@@ -250,12 +264,9 @@ pushed_top = _STACK.get
 default_frame = _default_frame
 
 
-def set_top(frame: _Frame | None) -> None:
-    """Make ``frame`` (and the frames below it) the calling context's whole stack.
-
-    For code that restores a stack it saved, such as the pytest plugin and bind_policy.
-    """
-    _STACK.set(frame)
+#: Make a frame (and the frames below it) the calling context's whole stack: for code that
+#: restores a stack it saved (scope exits, bind_policy, the pytest plugin).
+set_top = _STACK.set
 
 
 def chain(below: _Frame | None, layer: CompilePolicy, owner: object, where: object) -> _Frame:
@@ -334,7 +345,10 @@ def explain() -> str:
     return "\n".join([lines[0]] + [f"  {n}. {line}" for n, line in enumerate(lines[1:], 1)])
 
 
-def caller_location(depth: int) -> tuple[str, int]:
-    """``(filename, lineno)`` of the frame ``depth`` levels above the caller."""
+def caller_location(depth: int) -> tuple[types.CodeType, int]:
+    """Where the frame ``depth`` levels above the caller is: its code and bytecode offset.
+
+    The line number is only worked out when explain() needs it (f_lineno costs more).
+    """
     frame = sys._getframe(depth + 1)
-    return frame.f_code.co_filename, frame.f_lineno
+    return frame.f_code, frame.f_lasti

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
 from . import policy as _policy
 from .errors import PolicyError
-from .policy import FIELD_NAMES, CompilePolicy, caller_location
+from .policy import FIELD_NAMES, CompilePolicy, _Frame, caller_location, pushed_top, set_top
 
 __all__ = ["PolicyScope", "bind_policy", "compile_disabled", "compile_enabled", "use_policy"]
 
@@ -128,36 +129,49 @@ def _wrap(fn: F, enter: Callable[[], H], leave: Callable[[H], None]) -> F:
 class PolicyScope:
     """A reusable scope that applies one policy layer to the current thread or task.
 
-    It keeps no per-use state: each ``__enter__`` pushes a frame on the context-local stack
-    and each ``__exit__`` pops it, so one object may be reused, nested in itself and entered
+    It keeps no per-use state (only a cache of its last immutable frame): each ``__enter__``
+    pushes a frame on the context-local stack and each ``__exit__`` pops it, so one object may be reused, nested in itself and entered
     by several threads at once. Made by :func:`compile_enabled`, :func:`compile_disabled`
     and :func:`use_policy`.
     """
 
-    __slots__ = ("_label", "_layer")
+    __slots__ = ("_label", "_last", "_layer")
 
     def __init__(self, layer: CompilePolicy, label: str) -> None:
         self._layer = layer
         self._label = label
+        # The frame pushed last. Frames are immutable, so the next enter from the same
+        # place onto the same stack reuses it: a training loop's `with` allocates nothing.
+        self._last: _Frame | None = None
 
     @property
     def policy(self) -> CompilePolicy:
         """The fields this scope sets (``None`` fields are inherited)."""
         return self._layer
 
+    # Enter and exit are the hot path of every `with`: kept inline and allocation-free.
     def __enter__(self) -> None:
-        _policy.push(self._layer, self, caller_location(1))
+        caller = sys._getframe(1)
+        where = (caller.f_code, caller.f_lasti)
+        below = pushed_top()
+        frame = self._last
+        if frame is None or frame.below is not below or frame.where != where:
+            frame = self._last = _Frame(below, self._layer, self, where)
+        set_top(frame)
 
-    def __exit__(self, *exc_info: object) -> None:
-        _policy.pop(self)
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        top = pushed_top()
+        if top is not None and top.owner is self:
+            set_top(top.below)
+        else:
+            _policy.pop(self)  # raises ScopeError, saying what went wrong
 
     def __call__(self, fn: F) -> F:
         return self._decorate(fn, caller_location(1))
 
-    def _decorate(self, fn: F, where: tuple[str, int]) -> F:
+    def _decorate(self, fn: F, where: tuple[Any, int]) -> F:
         layer = self._layer
-        where_text = f"@{self._label} on {getattr(fn, '__qualname__', fn)!s}"
-        location = (where[0], f"{where[1]} ({where_text})")
+        location = f"{_policy.describe_location(where)} (@{self._label} on {getattr(fn, '__qualname__', fn)!s})"
         return _wrap(
             fn,
             lambda: _policy.push(layer, self, location),

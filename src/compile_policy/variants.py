@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import functools
 import inspect
-import sys
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from .errors import PolicyError
 
-__all__ = ["CompileOptions", "GraphRuns", "build_variant", "compiler_errors", "dynamo_is_tracing"]
+__all__ = ["CompileOptions", "GraphRuns", "build_variant", "compiler_errors", "user_error_at_trace"]
 
 
 class CompileOptions(NamedTuple):
@@ -42,17 +41,6 @@ class GraphRuns(threading.local):
     """Per-thread count of compiled graphs run, so one call can tell whether any ran."""
 
     count = 0
-
-
-def dynamo_is_tracing() -> bool:
-    """True only while Dynamo traces the calling code (constant-folded there).
-
-    ``torch.compiler.is_compiling()`` would be wrong: it stays True in every thread while
-    any thread compiles. Reading ``sys.modules`` keeps torch unimported until needed, and
-    Dynamo traces it without a graph break.
-    """
-    torch = sys.modules.get("torch")
-    return torch is not None and torch.compiler.is_dynamo_compiling()
 
 
 @functools.cache
@@ -154,14 +142,18 @@ class _CountingBackend:
     def __call__(self, gm: Any, example_inputs: Any) -> Callable[..., Any]:
         compiled = self.real(gm, example_inputs)
         self.on_graph_compiled()
+        # Dynamo wraps whatever a backend returns in its own `disable` wrapper; inductor's
+        # graph already is one. Call the function inside, so that a run pays for one
+        # wrapper, not two (unwrapping as torch's innermost_fn does).
+        while hasattr(compiled, "_torchdynamo_orig_callable"):
+            compiled = compiled._torchdynamo_orig_callable
         runs = self.runs
 
         def counted_graph(*args: Any) -> Any:
             runs.count += 1
             return compiled(*args)
 
-        # Keep the calling convention of the compiled graph (inductor's takes a boxed list),
-        # and nothing else: its `_torchdynamo_disable` marks must not describe this wrapper.
+        # Keep the graph's calling convention (inductor's takes one boxed list of inputs).
         counted_graph._boxed_call = getattr(compiled, "_boxed_call", False)  # type: ignore[attr-defined]
         return counted_graph
 

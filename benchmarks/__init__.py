@@ -1,0 +1,1 @@
+"""Benchmarks of compile-policy against PyTorch's own switches: ``python -m benchmarks``."""

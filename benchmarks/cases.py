@@ -1,0 +1,247 @@
+"""The measurements behind ``make bench``. Each returns rows of one table."""
+
+from __future__ import annotations
+
+import contextvars
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from .timing import interleaved, median, ratio
+
+
+@dataclass
+class Row:
+    name: str
+    value: float
+    unit: str
+    reference: str = ""
+    ratio: float | None = None
+    target: str = ""  # e.g. "<= 0.40x": the package's performance claim, checked
+    ok: bool | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _claim(value: float, limit: float) -> tuple[str, bool]:
+    return f"<= {limit:.2f}x", value <= limit
+
+
+def scope_cost(quick: bool) -> list[Row]:
+    """1. Entering and exiting a scope, against PyTorch's switches and a bare ContextVar."""
+    import torch
+
+    from compile_policy import compile_disabled
+
+    var: contextvars.ContextVar[int] = contextvars.ContextVar("bare", default=0)
+
+    def ours() -> None:
+        with compile_disabled():
+            pass
+
+    def bare() -> None:
+        var.reset(var.set(1))
+
+    def no_grad() -> None:
+        with torch.no_grad():
+            pass
+
+    def stance() -> None:
+        with torch.compiler.set_stance("force_eager"):
+            pass
+
+    samples = interleaved(
+        {"compile_disabled()": ours, "ContextVar set/reset": bare, "torch.no_grad()": no_grad,
+         'set_stance("force_eager")': stance},
+        calls=1_000, rounds=7 if quick else 201,
+    )
+    rows = []
+    for name in samples:
+        r = ratio(samples, name, "torch.no_grad()")
+        row = Row(f"enter+exit {name}", median(samples[name]), "ns", "torch.no_grad()", r)
+        if name == "compile_disabled()":
+            row.target, row.ok = _claim(r, 0.40)
+        rows.append(row)
+    return rows
+
+
+def _tiny(t: Any) -> Any:
+    """The tiny function: three elementwise ops on 64 floats."""
+    return torch.sin(t) * 2 + 1
+
+
+def call_overhead(quick: bool) -> list[Row]:
+    """2 and 3. A call through policy_compiled against the direct call, on each path.
+
+    On the compiled path the reference is the same torch.compile'd function that the object
+    built (called directly); a default ``torch.compile(tiny)`` is shown too: the difference
+    between the two is torch's own cost of ``isolate_recompiles`` plus the graph counter.
+    """
+    import torch
+
+    from compile_policy import compile_disabled, policy_compiled
+
+    x = torch.randn(64)
+    wrapped = policy_compiled(_tiny)
+    wrapped(x)  # compiles (inductor)
+    [variant] = wrapped._by_key.values()
+    same = variant.compiled
+    default = torch.compile(_tiny)
+    default(x)
+    bare_compiled, bare_plain = _BareWrapper(same), _BareWrapper(_tiny)
+    calls, rounds = (100, 15) if quick else (200, 301)
+    compiled = interleaved(
+        {"policy_compiled": lambda: wrapped(x), "same": lambda: same(x),
+         "default": lambda: default(x), "bare": lambda: bare_compiled(x)},
+        calls, rounds,
+    )
+    with compile_disabled():
+        eager = interleaved(
+            {"policy_compiled": lambda: wrapped(x), "plain": lambda: _tiny(x),
+             "bare": lambda: bare_plain(x)},
+            calls, rounds,
+        )
+    r_compiled = ratio(compiled, "policy_compiled", "same")
+    r_default = ratio(compiled, "policy_compiled", "default")
+    r_eager = ratio(eager, "policy_compiled", "plain")
+    assert wrapped.stats().compiled_calls > 0 and wrapped.stats().fallback_calls == 0
+    return [
+        Row("compiled path: the object's torch.compile(tiny), direct", median(compiled["same"]), "ns"),
+        Row("compiled path: plain torch.compile(tiny), direct", median(compiled["default"]), "ns"),
+        Row("compiled path: policy_compiled(tiny)", median(compiled["policy_compiled"]), "ns",
+            "the same compiled fn, direct", r_compiled, *_claim(r_compiled, 1.03)),
+        Row("compiled path: policy_compiled(tiny) vs plain torch.compile", r_default, "x",
+            "plain torch.compile(tiny)", r_default),
+        Row("compiled path: floor, a bare Python wrapper object", median(compiled["bare"]), "ns",
+            "the same compiled fn, direct", ratio(compiled, "bare", "same")),
+        Row("eager path: plain tiny()", median(eager["plain"]), "ns"),
+        Row("eager path: policy_compiled(tiny) under compile_disabled()",
+            median(eager["policy_compiled"]), "ns", "plain tiny()", r_eager, *_claim(r_eager, 1.08)),
+        Row("eager path: floor, a bare Python wrapper object", median(eager["bare"]), "ns",
+            "plain tiny()", ratio(eager, "bare", "plain")),
+    ]
+
+
+class _BareWrapper:
+    """The least any wrapper object costs: forward the call, nothing else (for scale)."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+
+def _mlp_step() -> tuple[Any, Any]:
+    """A small MLP train step (forward, backward, optimizer) as a plain function."""
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256), torch.nn.ReLU(),
+        torch.nn.Linear(256, 10),
+    )
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    x, y = torch.randn(128, 64), torch.randint(0, 10, (128,))
+
+    def step() -> Any:
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    return step, (model, optimizer)
+
+
+def train_step(quick: bool) -> list[Row]:
+    """2 (MLP) and 6. A real train step: through policy_compiled vs torch.compile directly,
+    and compiled vs eager, so the README can say what compiling buys on this workload."""
+    import torch
+
+    from compile_policy import compile_disabled, policy_compiled
+
+    step, _keep = _mlp_step()
+    direct = torch.compile(step)
+    wrapped = policy_compiled(step)
+    start = time.perf_counter()
+    wrapped()
+    compile_seconds = time.perf_counter() - start
+    direct()
+    calls, rounds = (5, 5) if quick else (30, 21)
+    with compile_disabled():
+        eager_ref = wrapped  # the same object, eager path
+
+        samples = interleaved({"eager": eager_ref}, calls, rounds)
+    samples.update(
+        interleaved({"policy_compiled": wrapped, "torch.compile": direct}, calls, rounds)
+    )
+    r_direct = ratio(samples, "policy_compiled", "torch.compile")
+    speedup = median(samples["eager"]) / median(samples["policy_compiled"])
+    return [
+        Row("MLP train step: eager", median(samples["eager"]) / 1e3, "us"),
+        Row("MLP train step: torch.compile direct", median(samples["torch.compile"]) / 1e3, "us"),
+        Row("MLP train step: policy_compiled", median(samples["policy_compiled"]) / 1e3, "us",
+            "torch.compile direct", r_direct),
+        Row("MLP train step: eager / compiled (speed-up from compiling)", speedup, "x"),
+        Row("MLP train step: first call (inductor compile)", compile_seconds, "s"),
+    ]
+
+
+def toggling(quick: bool) -> list[Row]:
+    """4. Toggling the policy 1,000 times around one object: compilations per options key."""
+    import torch
+
+    from compile_policy import compile_disabled, compile_enabled, policy_compiled
+
+    class Counting:
+        __name__ = "counting"
+        compiles = 0
+
+        def __call__(self, gm: Any, example_inputs: Any) -> Any:
+            self.compiles += 1
+            return gm.forward
+
+    backend = Counting()
+    wrapped = policy_compiled(_tiny, backend=backend)
+    x = torch.randn(8)
+    for _ in range(1_000):
+        with compile_disabled():
+            wrapped(x)
+        wrapped(x)
+        with compile_enabled(dynamic=False):  # a second options key
+            wrapped(x)
+    keys = len(wrapped.stats().variants)
+    per_key = backend.compiles / keys
+    return [
+        Row("toggling x1000: options keys", keys, "keys"),
+        Row("toggling x1000: compilations per options key", per_key, "compiles",
+            target="== 1", ok=per_key == 1 and wrapped.stats().graphs_compiled == keys),
+    ]
+
+
+def import_cost(quick: bool) -> list[Row]:
+    """5. `import compile_policy`: time (in fresh interpreters) and whether torch came along."""
+    code = (
+        "import sys, time; t = time.perf_counter(); import compile_policy; "
+        "print(time.perf_counter() - t, 'torch' in sys.modules)"
+    )
+    times, torch_loaded = [], False
+    for _ in range(3 if quick else 7):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True).stdout.split()
+        times.append(float(out[0]) * 1e3)
+        torch_loaded = torch_loaded or out[1] == "True"
+    return [
+        Row("import compile_policy", median(times), "ms"),
+        Row("import compile_policy imports torch", float(torch_loaded), "bool",
+            target="== 0", ok=not torch_loaded),
+    ]
+
+
+ALL = [scope_cost, call_overhead, toggling, import_cost, train_step]
