@@ -129,10 +129,10 @@ def _wrap(fn: F, enter: Callable[[], H], leave: Callable[[H], None]) -> F:
 class PolicyScope:
     """A reusable scope that applies one policy layer to the current thread or task.
 
-    It keeps no per-use state (only a cache of its last immutable frame): each ``__enter__``
-    pushes a frame on the context-local stack and each ``__exit__`` pops it, so one object may be reused, nested in itself and entered
-    by several threads at once. Made by :func:`compile_enabled`, :func:`compile_disabled`
-    and :func:`use_policy`.
+    It keeps no per-use state (only a cache of its last immutable frame): each
+    ``__enter__`` pushes a frame on the context-local stack and each ``__exit__`` pops it, so
+    one object may be reused, nested in itself and entered by several threads at once. Made
+    by :func:`compile_enabled`, :func:`compile_disabled` and :func:`use_policy`.
     """
 
     __slots__ = ("_label", "_last", "_layer")
@@ -171,7 +171,8 @@ class PolicyScope:
 
     def _decorate(self, fn: F, where: tuple[Any, int]) -> F:
         layer = self._layer
-        location = f"{_policy.describe_location(where)} (@{self._label} on {getattr(fn, '__qualname__', fn)!s})"
+        name = getattr(fn, "__qualname__", fn)
+        location = f"{_policy.describe_location(where)} (@{self._label} on {name!s})"
         return _wrap(
             fn,
             lambda: _policy.push(layer, self, location),

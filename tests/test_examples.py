@@ -1,0 +1,84 @@
+"""The examples, run in a reduced size, so they cannot rot."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+def run(
+    *args: str, timeout: float = 240, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("COMPILE_POLICY", "PYTEST_"))}
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        env=environment,
+    )
+
+
+def test_back_to_back_demo_quick_mode_ends_with_a_measured_summary() -> None:
+    result = run("examples/back_to_back.py", env={"DEMO_QUICK": "1"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert re.fullmatch(
+        r"demo: ppo_return=\d+\.\d heuristic=eager ppo=compiled failing=fallback leaked=no", lines[-1]
+    ), lines[-1]
+    assert any("phase 3/3" in line for line in lines)
+    assert "CompileFallbackWarning" in result.stderr
+
+
+def test_threads_and_tasks_example() -> None:
+    result = run("examples/threads_and_tasks.py", "--quick")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "0 on the wrong path" in result.stdout
+
+
+def test_notebook_code_cells_run_in_order_in_one_namespace() -> None:
+    notebook = json.loads((EXAMPLES / "notebook.ipynb").read_text())
+    namespace: dict[str, object] = {"__name__": "__notebook__"}
+    cells = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
+    assert len(cells) >= 3
+    for number, cell in enumerate(cells):
+        exec(compile("".join(cell["source"]), f"notebook cell {number}", "exec"), namespace)
+
+
+def test_pytest_example_project_passes_on_two_workers() -> None:
+    result = run("-m", "pytest", "-n", "2", "-q", "examples/pytest_project", "-p", "no:cacheprovider")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert re.search(r"\b8 passed\b", result.stdout)
+
+
+def test_module_cli_prints_policy_torch_and_backends() -> None:
+    result = run("-m", "compile_policy", env={"COMPILE_POLICY": "off"})
+    assert result.returncode == 0, result.stderr
+    assert "compile policy: disabled" in result.stdout
+    assert "COMPILE_POLICY='off'" in result.stdout and "inductor" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("backend", "code", "text"),
+    [
+        ("eager", 0, "check: OK: compiled in"),
+        ("relu_compile_error_TESTING_ONLY", 1, "check: FAILED"),
+        ("no-such-backend", 2, "check: FAILED (configuration)"),
+    ],
+)
+def test_module_cli_check(backend: str, code: int, text: str) -> None:
+    result = run("-m", "compile_policy", "--check", "--backend", backend)
+    assert result.returncode == code, result.stdout + result.stderr
+    assert text in result.stdout
+
+
+def test_module_cli_help() -> None:
+    result = run("-m", "compile_policy", "--help")
+    assert result.returncode == 0 and "--check" in result.stdout
