@@ -82,3 +82,16 @@ def test_module_cli_check(backend: str, code: int, text: str) -> None:
 def test_module_cli_help() -> None:
     result = run("-m", "compile_policy", "--help")
     assert result.returncode == 0 and "--check" in result.stdout
+
+
+def test_ddp_example_under_torchrun_checks_consistency_on_both_ranks() -> None:
+    torchrun = Path(sys.executable).with_name("torchrun")
+    result = subprocess.run(
+        [str(torchrun), "--nproc-per-node", "2", "examples/ddp_train.py", "--steps", "5",
+         "--backend", "aot_eager"],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for rank in (0, 1):
+        assert f"rank {rank}/2: step 0 loss" in result.stdout and "policy consistent" in result.stdout
+        assert re.search(rf"rank {rank}/2: final loss .*compiled calls 5, eager 0, fallback 0", result.stdout)

@@ -1,0 +1,250 @@
+"""Every rank makes the same compile decision: check it, or adopt rank ``src``'s policy.
+
+torch.distributed is imported lazily. State is exchanged as JSON bytes in uint8 tensors with
+plain tensor collectives: ``all_gather_object``/``broadcast_object_list`` need numpy, which
+neither torch 2.13 nor this package depends on. Every collective waits at most ``timeout``
+(default: the process group's own), so a missing rank is an error, never a hang.
+
+    from compile_policy.distributed import broadcast_policy, check_consistent
+
+    loss = train_step(batch)
+    check_consistent(train_step)        # PolicyMismatchError on every rank if any differs
+    with broadcast_policy(src=0):       # every rank adopts rank 0's effective policy
+        train_step(batch)
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from . import policy as _policy
+from .compiled import PolicyCompiled
+from .errors import PolicyError
+from .policy import FIELD_NAMES, CompilePolicy, current_policy
+from .scopes import _wrap
+
+__all__ = ["PolicyMismatchError", "broadcast_policy", "check_consistent", "policy_state"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class PolicyMismatchError(RuntimeError):
+    """Ranks disagree on the compile policy or on a compiled object's state.
+
+    Raised on every rank, with a table of rank -> policy/state.
+    """
+
+
+# -- encoding policies ---------------------------------------------------------------------
+def _backend_name(backend: object) -> object:
+    """A backend as data: its name, or ``{"callable": "module:qualname"}``."""
+    if backend is None or isinstance(backend, str):
+        return backend
+    module = getattr(backend, "__module__", None)
+    qualname = getattr(backend, "__qualname__", None)
+    if not module or not qualname or "<" in qualname:
+        raise PolicyError(
+            f"backend={backend!r} cannot be sent to other ranks: a callable backend is "
+            "exchanged by its importable qualified name (module:qualname); allowed: a backend "
+            "name, or a module-level function or class"
+        )
+    return {"callable": f"{module}:{qualname}"}
+
+
+def _backend_from(data: object) -> object:
+    if not isinstance(data, dict):
+        return data
+    module_name, _, qualname = str(data["callable"]).partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as error:
+        raise PolicyError(
+            f"backend {data['callable']!r} from another rank cannot be imported here: {error}"
+        ) from error
+    return target
+
+
+def _policy_to_data(policy: CompilePolicy) -> dict[str, object]:
+    data: dict[str, object] = {name: getattr(policy, name) for name in FIELD_NAMES}
+    data["backend"] = _backend_name(policy.backend)
+    if policy.options is not None:
+        data["options"] = dict(policy.options)
+    return data
+
+
+def _policy_from_data(data: Mapping[str, Any]) -> CompilePolicy:
+    fields = dict(data)
+    fields["backend"] = _backend_from(fields["backend"])
+    return CompilePolicy(**fields)
+
+
+def policy_state(*compiled_fns: PolicyCompiled[Any]) -> dict[str, object]:
+    """This rank's effective policy and, per object, the state of each options key."""
+    objects = []
+    for fn in compiled_fns:
+        stats = fn.stats()
+        failed = {failure.key: failure for failure in stats.failures}
+        keys = {}
+        for key in stats.variants:
+            failure = failed.get(key)
+            state = "compiled" if failure is None else ("fallback" if failure.fell_back else "failed")
+            keys[_describe_key(key)] = state
+        objects.append({"name": fn._name(), "keys": keys})
+    policy = current_policy()
+    described = {name: repr(value) for name, value in _policy_to_data_lenient(policy).items()}
+    return {"policy": described, "objects": objects}
+
+
+def _policy_to_data_lenient(policy: CompilePolicy) -> dict[str, object]:
+    try:
+        return _policy_to_data(policy)
+    except PolicyError:  # an unnameable backend can still be compared by its repr
+        return {name: getattr(policy, name) for name in FIELD_NAMES}
+
+
+def _describe_key(key: Any) -> str:
+    backend = key.backend if isinstance(key.backend, str) else _backend_name_lenient(key.backend)
+    return f"backend={backend}, mode={key.mode}, fullgraph={key.fullgraph}, dynamic={key.dynamic}, " \
+        f"options={key.options}"
+
+
+def _backend_name_lenient(backend: object) -> str:
+    module = getattr(backend, "__module__", "?")
+    return f"{module}:{getattr(backend, '__qualname__', repr(backend))}"
+
+
+# -- collectives ---------------------------------------------------------------------------
+def _device(group: Any) -> Any:
+    import torch
+    import torch.distributed as dist
+
+    if dist.get_backend(group) == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _wait(work: Any, timeout: datetime.timedelta | None) -> None:
+    if timeout is None:
+        work.wait()  # the process group's own timeout applies
+    else:
+        work.wait(timeout)
+
+
+def _all_gather_bytes(payload: bytes, group: Any, timeout: datetime.timedelta | None) -> list[bytes]:
+    import torch
+    import torch.distributed as dist
+
+    device = _device(group)
+    world = dist.get_world_size(group)
+    size = torch.tensor([len(payload)], dtype=torch.int64, device=device)
+    sizes = [torch.zeros(1, dtype=torch.int64, device=device) for _ in range(world)]
+    _wait(dist.all_gather(sizes, size, group=group, async_op=True), timeout)
+    longest = max(int(s.item()) for s in sizes)
+    mine = torch.zeros(longest, dtype=torch.uint8, device=device)
+    if payload:
+        mine[: len(payload)] = torch.frombuffer(bytearray(payload), dtype=torch.uint8).to(device)
+    gathered = [torch.zeros(longest, dtype=torch.uint8, device=device) for _ in range(world)]
+    _wait(dist.all_gather(gathered, mine, group=group, async_op=True), timeout)
+    return [bytes(t[: int(s.item())].cpu().tolist()) for t, s in zip(gathered, sizes, strict=True)]
+
+
+def _broadcast_bytes(
+    payload: bytes, src: int, group: Any, timeout: datetime.timedelta | None
+) -> bytes:
+    import torch
+    import torch.distributed as dist
+
+    device = _device(group)
+    size = torch.tensor([len(payload)], dtype=torch.int64, device=device)
+    _wait(dist.broadcast(size, src=src, group=group, async_op=True), timeout)
+    data = torch.zeros(int(size.item()), dtype=torch.uint8, device=device)
+    if dist.get_rank() == src and payload:
+        data[:] = torch.frombuffer(bytearray(payload), dtype=torch.uint8).to(device)
+    _wait(dist.broadcast(data, src=src, group=group, async_op=True), timeout)
+    return bytes(data.cpu().tolist())
+
+
+# -- the public API ------------------------------------------------------------------------
+def check_consistent(
+    *compiled_fns: PolicyCompiled[Any],
+    group: Any = None,
+    timeout: datetime.timedelta | None = None,
+) -> None:
+    """Check that every rank has the same effective policy and, for each given object, the
+    same compiled/fallback state per options key; raise :class:`PolicyMismatchError` on every
+    rank otherwise. A collective: every rank of ``group`` must call it.
+
+        >>> train_step(batch)                 # the first step compiled (or fell back)
+        >>> check_consistent(train_step)
+    """
+    import torch.distributed as dist
+
+    mine = json.dumps(policy_state(*compiled_fns), sort_keys=True).encode()
+    states = _all_gather_bytes(mine, group, timeout)
+    if len(set(states)) == 1:
+        return
+    ranks = dist.get_process_group_ranks(group) if group is not None else range(len(states))
+    lines = ["ranks disagree on the compile policy or compiled state:"]
+    for rank, raw in zip(ranks, states, strict=True):
+        state = json.loads(raw)
+        policy = ", ".join(f"{k}={v}" for k, v in state["policy"].items() if v != "None")
+        objects = "; ".join(
+            f"{o['name']}: " + (", ".join(f"[{k}] {v}" for k, v in o["keys"].items()) or "not compiled")
+            for o in state["objects"]
+        )
+        marker = "" if raw == states[0] else "   <-- differs from the first rank"
+        lines.append(f"  rank {rank}: policy {policy} | {objects or 'no objects'}{marker}")
+    raise PolicyMismatchError("\n".join(lines))
+
+
+class broadcast_policy:
+    """Make every rank adopt rank ``src``'s effective policy for the body: a context manager
+    and a decorator. A collective on enter: every rank of ``group`` must enter it.
+
+        >>> with broadcast_policy(src=0):
+        ...     train_step(batch)             # every rank decides as rank 0 does
+
+    A callable backend is exchanged by its importable qualified name; one that cannot be
+    named (a lambda, a local function) is a :class:`PolicyError`.
+    """
+
+    def __init__(
+        self, src: int = 0, group: Any = None, timeout: datetime.timedelta | None = None
+    ) -> None:
+        self.src, self.group, self.timeout = src, group, timeout
+        # The stacks its enters replaced (LIFO): a rank enters it from its main thread.
+        self._saved: list[_policy._Frame | None] = []
+
+    def _adopt(self) -> _policy._Frame | None:
+        import torch.distributed as dist
+
+        payload = b""
+        if dist.get_rank() == self.src:
+            payload = json.dumps(_policy_to_data(current_policy())).encode()
+        policy = _policy_from_data(json.loads(_broadcast_bytes(payload, self.src, self.group,
+                                                              self.timeout)))
+        saved = _policy.pushed_top()
+        # Over nothing but the process default, and setting every field: rank src's
+        # effective policy exactly, whatever scopes this rank had.
+        _policy.set_top(_policy.chain(None, policy, f"broadcast_policy(src={self.src})",
+                                      f"rank {self.src}'s effective policy"))
+        return saved
+
+    def __enter__(self) -> None:
+        self._saved.append(self._adopt())
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._restore(self._saved.pop())
+
+    def __call__(self, fn: F) -> F:
+        return _wrap(fn, self._adopt, self._restore)
+
+    @staticmethod
+    def _restore(saved: _policy._Frame | None) -> None:
+        _policy.set_top(saved)  # exactly this rank's stack before the enter

@@ -1,0 +1,89 @@
+"""compile_policy.distributed with 2 real ranks (gloo on CPU), bounded by timeouts."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import pytest
+
+from compile_policy import CompilePolicy, PolicyError
+from compile_policy.distributed import (
+    PolicyMismatchError,
+    _backend_name,
+    _policy_from_data,
+    _policy_to_data,
+)
+
+TIMEOUT = 90.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, str]]:
+    import torch.multiprocessing as mp
+
+    from distributed_worker import worker
+
+    out = tmp_path_factory.mktemp("ranks")
+    context = mp.start_processes(worker, args=(free_port(), str(out)), nprocs=2, join=False,
+                                 start_method="spawn")
+    deadline = time.monotonic() + TIMEOUT
+    while not context.join(timeout=1.0):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail(f"distributed workers did not finish within {TIMEOUT}s")
+    return [json.loads((out / f"rank{rank}.json").read_text()) for rank in range(2)]
+
+
+def test_consistent_ranks_pass(ranks: list[dict[str, str]]) -> None:
+    assert [r["consistent"] for r in ranks] == ["ok", "ok"]
+    assert [r["consistent_again"] for r in ranks] == ["ok", "ok"]
+
+
+def test_a_rank_under_compile_disabled_makes_every_rank_raise(ranks: list[dict[str, str]]) -> None:
+    for result in ranks:
+        assert result["disabled"].startswith("PolicyMismatchError")
+        assert "rank 0: policy enabled=True" in result["disabled"]
+        assert "rank 1: policy enabled=False" in result["disabled"]
+
+
+def test_a_rank_whose_compile_fell_back_is_detected(ranks: list[dict[str, str]]) -> None:
+    for result in ranks:
+        assert result["fallback"].startswith("PolicyMismatchError")
+        assert "] fallback" in result["fallback"] and "<-- differs" in result["fallback"]
+
+
+def test_broadcast_policy_makes_rank_1_adopt_rank_0s_policy(ranks: list[dict[str, str]]) -> None:
+    expected = "CompilePolicy(enabled=True, backend='aot_eager', fallback='raise')"
+    assert ranks[0]["broadcast"] == ranks[1]["broadcast"] == expected
+    assert ranks[1]["after_broadcast"] == "CompilePolicy(enabled=False)"  # restored on exit
+    decorated = "CompilePolicy(enabled=True, mode='max-autotune')"
+    assert ranks[0]["decorated"] == ranks[1]["decorated"] == decorated
+
+
+def test_a_missing_rank_is_an_error_not_a_hang(ranks: list[dict[str, str]]) -> None:
+    assert ranks[0]["missing_rank"] != "ok"
+
+
+def test_policy_round_trips_with_a_named_callable_backend() -> None:
+    policy = CompilePolicy(enabled=True, backend=free_port, options={"a": 1}, fallback="eager")
+    data = json.loads(json.dumps(_policy_to_data(policy)))
+    assert data["backend"] == {"callable": f"{__name__}:free_port"}
+    assert _policy_from_data(data) == policy
+
+
+def test_an_unnameable_callable_backend_is_a_clear_error() -> None:
+    with pytest.raises(PolicyError, match="importable qualified name"):
+        _backend_name(lambda gm, inputs: gm)
+
+
+def test_mismatch_error_is_a_runtime_error() -> None:
+    assert issubclass(PolicyMismatchError, RuntimeError)
