@@ -333,3 +333,34 @@ def test_calls_dynamo_ran_without_compiled_code_are_counted_and_warned_once() ->
     finally:
         torch._dynamo.config.recompile_limit = old
         torch._dynamo.reset()
+
+
+def test_another_thread_compiling_does_not_send_this_thread_down_the_plain_path(
+    counting: CountingBackend,
+) -> None:
+    """torch.compiler.is_compiling() is True in every thread while any thread compiles; the
+    object must not mistake that for being traced."""
+    import threading
+
+    warm = policy_compiled(lambda t: t * 5, backend=counting)
+    warm(x())
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_backend(gm: torch.fx.GraphModule, example_inputs: object) -> object:
+        inside.set()
+        release.wait(30)
+        return gm.forward
+
+    slow = policy_compiled(lambda t: t - 5, backend=slow_backend)
+    compiling = threading.Thread(target=slow, args=(x(),))
+    compiling.start()
+    try:
+        assert inside.wait(30)
+        assert torch.compiler.is_compiling()  # the process-wide flag is fooled...
+        runs = counting.runs
+        warm(x())
+        assert counting.runs == runs + 1  # ...but this call still ran compiled code
+    finally:
+        release.set()
+        compiling.join()
+    assert warm.stats().compiled_calls == 2

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-import sys
 from collections.abc import Callable
+from sys import _getframe
 from typing import Any, TypeVar, overload
 
 from . import policy as _policy
@@ -142,7 +142,7 @@ class PolicyScope:
         self._label = label
         # The frame pushed last. Frames are immutable, so the next enter from the same
         # place onto the same stack reuses it: a training loop's `with` allocates nothing.
-        self._last: _Frame | None = None
+        self._last = _Frame(None, layer, self, None)  # matches no enter: replaced on the first
 
     @property
     def policy(self) -> CompilePolicy:
@@ -151,11 +151,11 @@ class PolicyScope:
 
     # Enter and exit are the hot path of every `with`: kept inline and allocation-free.
     def __enter__(self) -> None:
-        caller = sys._getframe(1)
+        caller = _getframe(1)
         where = (caller.f_code, caller.f_lasti)
         below = pushed_top()
         frame = self._last
-        if frame is None or frame.below is not below or frame.where != where:
+        if frame.where != where or frame.below is not below:
             frame = self._last = _Frame(below, self._layer, self, where)
         set_top(frame)
 
