@@ -15,7 +15,7 @@ demo: $(SETUP)
 	$(PYTHON) examples/back_to_back.py
 
 test: $(SETUP)
-	$(PYTHON) -m pytest -n auto
+	$(PYTHON) -m pytest -n auto --dist loadgroup
 
 bench: $(SETUP)
 	$(PYTHON) -m benchmarks --json bench.json

@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     # The quick mode scopes PPO onto a faster backend: a policy field overriding the
     # decorator's argument, for that generator's steps only.
     ppo_scope = compile_enabled(backend="aot_eager") if args.quick else compile_enabled()
-    ppo_iterations = 8 if args.quick else 80
+    ppo_iterations = 5 if args.quick else 80
     curve: list[float] = []
 
     def ppo_steps() -> Iterator[float]:
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"[{'#' * int(mean_return // 10)}]")
             yield mean_return
 
-    epochs = 4 if args.quick else 12
+    epochs = 2 if args.quick else 12
     ppo_run = ppo_steps()
 
     log("phase 1/3: back to back in one thread")
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         next(ppo_run, None)
 
     log("phase 2/3: interleaved, round robin in one thread")
-    short = [train_heuristic(Trainer("heuristic"), epochs), train_failing(Trainer("failing"), 5)]
+    short = [train_heuristic(Trainer("heuristic"), epochs), train_failing(Trainer("failing"), epochs)]
     while short:  # one step of each, then one PPO iteration, until the short ones finish
         for run in list(short):
             if next(run, None) is None:

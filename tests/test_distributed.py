@@ -18,6 +18,9 @@ from compile_policy.distributed import (
 
 TIMEOUT = 90.0
 
+# One spawn of 2 ranks serves every test here: keep them on one xdist worker.
+pytestmark = pytest.mark.xdist_group("distributed")
+
 
 def free_port() -> int:
     with socket.socket() as sock:

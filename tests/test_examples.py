@@ -58,17 +58,18 @@ def test_pytest_example_project_passes_on_two_workers() -> None:
     assert re.search(r"\b8 passed\b", result.stdout)
 
 
-def test_module_cli_prints_policy_torch_and_backends() -> None:
-    result = run("-m", "compile_policy", env={"COMPILE_POLICY": "off"})
+def test_module_cli_prints_policy_torch_backends_and_checks() -> None:
+    result = run("-m", "compile_policy", "--check", "--backend", "eager", env={"COMPILE_POLICY": "off"})
     assert result.returncode == 0, result.stderr
     assert "compile policy: disabled" in result.stdout
     assert "COMPILE_POLICY='off'" in result.stdout and "inductor" in result.stdout
+    assert "checking the compiler anyway" in result.stdout
+    assert re.search(r"check: OK: compiled in [\d.]+s; .*eager/compiled = [\d.]+x", result.stdout)
 
 
 @pytest.mark.parametrize(
     ("backend", "code", "text"),
     [
-        ("eager", 0, "check: OK: compiled in"),
         ("relu_compile_error_TESTING_ONLY", 1, "check: FAILED"),
         ("no-such-backend", 2, "check: FAILED (configuration)"),
     ],
