@@ -209,3 +209,15 @@ def test_torch_is_imported_on_the_first_compiled_call() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False True"
+
+
+def test_explain_gives_each_use_of_a_shared_scope_its_own_line() -> None:
+    lines = []
+    for _ in range(2):  # the second pass reuses the frames the first pass made
+        with compile_disabled():
+            lines.append((sys._getframe().f_lineno - 1, explain()))
+        with compile_disabled():
+            lines.append((sys._getframe().f_lineno - 1, explain()))
+    for line, text in lines:
+        assert f"test_policy.py:{line}" in text.splitlines()[1]
+    assert lines[0][0] != lines[1][0]

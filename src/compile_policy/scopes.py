@@ -142,21 +142,21 @@ class PolicyScope:
         self._label = label
         # The frame pushed last. Frames are immutable, so the next enter from the same
         # place onto the same stack reuses it: a training loop's `with` allocates nothing.
-        self._last = _Frame(None, layer, self, None)  # matches no enter: replaced on the first
+        self._last: tuple[tuple[object, ...], _Frame | None] = ((), None)  # matches no enter
 
     @property
     def policy(self) -> CompilePolicy:
         """The fields this scope sets (``None`` fields are inherited)."""
         return self._layer
 
-    # Enter and exit are the hot path of every `with`: kept inline and allocation-free.
+    # Enter and exit are the hot path of every `with`: kept inline, no frame allocated.
     def __enter__(self) -> None:
         caller = _getframe(1)
-        where = (caller.f_code, caller.f_lasti)
-        below = pushed_top()
-        frame = self._last
-        if frame.where != where or frame.below is not below:
-            frame = self._last = _Frame(below, self._layer, self, where)
+        key = (pushed_top(), caller.f_code, caller.f_lasti)  # onto which stack, from where
+        last_key, frame = self._last
+        if key != last_key:
+            frame = _Frame(key[0], self._layer, self, key[1:])
+            self._last = (key, frame)  # one atomic store: threads may share this scope
         set_top(frame)
 
     def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
