@@ -32,6 +32,7 @@ def test_enabled_calls_run_compiled_and_disabled_calls_run_plain(counting: Count
         assert torch.allclose(step(x()), x().sin() + 1)
     stats = step.stats()
     assert (stats.compiled_calls, stats.eager_calls, stats.fallback_calls) == (1, 1, 0)
+    assert (step.compiled_calls, step.eager_calls, step.fallback_calls, step.skipped_calls) == (1, 1, 0, 0)
     assert counting.runs == 1
 
 

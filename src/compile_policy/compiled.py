@@ -307,6 +307,26 @@ class PolicyCompiled(Generic[R]):
             )
 
     @property
+    def compiled_calls(self) -> int:
+        """Calls in which compiled graphs actually ran."""
+        return _value(self._compiled_calls)
+
+    @property
+    def eager_calls(self) -> int:
+        """Calls run as the plain callable because the policy disabled compiling."""
+        return _value(self._eager_calls)
+
+    @property
+    def fallback_calls(self) -> int:
+        """Calls run eagerly because this object's compile failed for the options key."""
+        return _value(self._fallback_calls)
+
+    @property
+    def skipped_calls(self) -> int:
+        """Calls the policy compiled but Dynamo ran without any compiled graph."""
+        return _value(self._skipped_calls)
+
+    @property
     def failures(self) -> tuple[CompileFailure, ...]:
         """The recorded compile failures, one per options key."""
         return self.stats().failures
