@@ -365,3 +365,10 @@ def test_another_thread_compiling_does_not_send_this_thread_down_the_plain_path(
         release.set()
         compiling.join()
     assert warm.stats().compiled_calls == 2
+
+
+def test_fallback_warning_points_at_the_callers_line(failing: CountingBackend) -> None:
+    step = policy_compiled(lambda t: t.cos(), backend=failing)
+    with pytest.warns(CompileFallbackWarning) as record:
+        step(x())
+    assert record[0].filename == __file__

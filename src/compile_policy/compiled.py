@@ -31,9 +31,9 @@ from .errors import CompileFallbackWarning, CompileSkippedWarning, PartialCompil
 from .policy import CompilePolicy, Fallback, _Frame, default_frame, freeze, pushed_top
 from .variants import (
     CompileOptions,
-    GraphRuns,
     build_variant,
     compiler_errors,
+    graphs_run,
     user_error_at_trace,
 )
 
@@ -105,9 +105,11 @@ class PolicyCompiled(Generic[R]):
         self._lock = threading.Lock()  # counters and the variant tables
         self._warming = threading.RLock()  # compiled calls while a variant is cold
         self._all_warm = True
+        # overrides key -> compiled fn, for the inline fast path: only while every variant is
+        # warm, and never a fallen-back one. Replaced whole (one atomic store), never mutated.
+        self._ready: dict[tuple[object, ...], Callable[..., Any]] = {}
         self._by_overrides: dict[tuple[object, ...], _Variant] = {}
         self._by_key: dict[CompileOptions, _Variant] = {}
-        self._runs = GraphRuns()
         self._compiler_errors: tuple[type[BaseException], ...] = ()
         self._compiled_calls, self._eager_calls = _tally(), _tally()
         self._fallback_calls, self._skipped_calls = _tally(), _tally()
@@ -123,8 +125,29 @@ class PolicyCompiled(Generic[R]):
         if not frame.enabled:
             self._eager_calls()
             return self._target(*args, **kwargs)
-        # `_overrides` is None until first computed: the slow path then fills it in.
-        variant = self._by_overrides.get(frame._overrides) or self._variant_for(frame)  # type: ignore[arg-type]
+        # The common case, kept inline: a warm variant for these arguments (see _ready).
+        compiled = self._ready.get(frame._overrides)  # type: ignore[arg-type]
+        if compiled is None:
+            return self._slow_call(frame, args, kwargs)
+        before = graphs_run()
+        try:
+            out = compiled(*args, **kwargs)
+        except self._compiler_errors as exc:
+            error = exc
+        else:
+            if graphs_run() != before:
+                self._compiled_calls()
+            else:
+                self._skipped_call(self._by_overrides[frame.overrides])
+            return out  # type: ignore[no-any-return]
+        # Outside the except block, so that an eager error is not chained to the compile one.
+        return self._on_compile_error(
+            self._by_overrides[frame.overrides], error, graphs_run() != before, frame, args, kwargs
+        )
+
+    def _slow_call(self, frame: _Frame, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        """First calls, new scopes, fallen-back and cold variants."""
+        variant = self._by_overrides.get(frame.overrides) or self._variant_for(frame)
         if variant.fallen_back:
             self._fallback_calls()
             return self._target(*args, **kwargs)
@@ -151,14 +174,13 @@ class PolicyCompiled(Generic[R]):
     def _call_compiled(
         self, variant: _Variant, frame: _Frame, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> R:
-        runs = self._runs
-        before = runs.count
+        before = graphs_run()
         try:
             out = variant.compiled(*args, **kwargs)
         except self._compiler_errors as exc:
             error = exc
         else:
-            if runs.count != before:
+            if graphs_run() != before:
                 self._compiled_calls()
                 if not variant.ran_graphs:
                     variant.ran_graphs = True
@@ -167,7 +189,7 @@ class PolicyCompiled(Generic[R]):
                 self._skipped_call(variant)
             return out  # type: ignore[no-any-return]
         # Outside the except block, so that an eager error is not chained to the compile one.
-        return self._on_compile_error(variant, error, runs.count != before, frame, args, kwargs)
+        return self._on_compile_error(variant, error, graphs_run() != before, frame, args, kwargs)
 
     def _skipped_call(self, variant: _Variant) -> None:
         """Dynamo ran a call the policy compiled without running any compiled graph."""
@@ -186,11 +208,12 @@ class PolicyCompiled(Generic[R]):
         with self._lock:
             variant = self._by_key.get(key)
             if variant is None:
-                compiled = build_variant(self._target, key, options, self._count_graph, self._runs)
+                compiled = build_variant(self._target, key, options, self._count_graph)
                 self._compiler_errors = compiler_errors()
                 variant = self._by_key[key] = _Variant(key, compiled)
                 self._all_warm = False
             self._by_overrides[frame.overrides] = variant
+            self._refresh_ready()
         return variant
 
     def _merged(self, policy: CompilePolicy) -> tuple[CompileOptions, Mapping[str, object] | None]:
@@ -215,6 +238,15 @@ class PolicyCompiled(Generic[R]):
         with self._lock:
             variant.warm = True
             self._all_warm = all(v.warm for v in self._by_key.values())
+            self._refresh_ready()
+
+    def _refresh_ready(self) -> None:
+        """Rebuild the fast-path table (caller holds ``_lock``)."""
+        self._ready = {
+            overrides: v.compiled
+            for overrides, v in self._by_overrides.items()
+            if v.warm and not v.fallen_back
+        } if self._all_warm else {}
 
     def _count_graph(self) -> None:
         self._graphs_compiled()
@@ -262,6 +294,7 @@ class PolicyCompiled(Generic[R]):
                 variant.failure = CompileFailure(variant.key, error, fell_back)
             newly_fallen_back = fell_back and not variant.fallen_back
             variant.fallen_back = variant.fallen_back or fell_back
+            self._refresh_ready()
         if fell_back:
             self._mark_warm(variant)  # it will not compile again
         if not newly_fallen_back:
@@ -278,7 +311,7 @@ class PolicyCompiled(Generic[R]):
             f"{self._name()}: compile failed ({_summary(error)}); running eagerly for "
             f"{variant.key.describe()} on this object only",
             CompileFallbackWarning,
-            stacklevel=5,
+            stacklevel=_outside_this_module(),
         )
 
     def _warn_skipped(self, variant: _Variant) -> None:
@@ -289,7 +322,7 @@ class PolicyCompiled(Generic[R]):
             "(recompile limit hit? see TORCH_LOGS=recompiles)"
         )
         logger.warning(message)
-        warnings.warn(message, CompileSkippedWarning, stacklevel=5)
+        warnings.warn(message, CompileSkippedWarning, stacklevel=_outside_this_module())
 
     # -- introspection ----------------------------------------------------------------------
     def stats(self) -> CompileStats:
@@ -363,6 +396,15 @@ def _tally() -> Callable[[], int]:
 def _value(tally: Callable[[], int]) -> int:
     # itertools.count exposes its next value only through its repr: "count(N)".
     return int(repr(tally.__self__)[len("count("):-1])  # type: ignore[attr-defined]
+
+
+def _outside_this_module() -> int:
+    """``stacklevel`` for a warning raised in the caller: the first frame outside this module
+    (the user's call), whichever path (fast, slow, failure) led here."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_code.co_filename == __file__:
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _summary(error: BaseException) -> str:

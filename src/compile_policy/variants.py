@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import functools
 import inspect
-import threading
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import Any, NamedTuple
 
 from .errors import PolicyError
 
-__all__ = ["CompileOptions", "GraphRuns", "build_variant", "compiler_errors", "user_error_at_trace"]
+__all__ = ["CompileOptions", "build_variant", "compiler_errors", "graphs_run", "user_error_at_trace"]
 
 
 class CompileOptions(NamedTuple):
@@ -37,10 +37,10 @@ def _name_of(obj: object) -> str:
     return getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or repr(obj)
 
 
-class GraphRuns(threading.local):
-    """Per-thread count of compiled graphs run, so one call can tell whether any ran."""
-
-    count = 0
+# How many compiled graphs have run in this thread or task, so that a call can tell whether
+# any ran during it. Not policy state: a context-local tally, read before and after a call.
+_GRAPH_RUNS: ContextVar[int] = ContextVar("compile_policy_graph_runs", default=0)
+graphs_run = _GRAPH_RUNS.get
 
 
 @functools.cache
@@ -84,9 +84,8 @@ def build_variant(
     key: CompileOptions,
     options: Mapping[str, object] | None,
     on_graph_compiled: Callable[[], None],
-    runs: GraphRuns,
 ) -> Callable[..., Any]:
-    """``torch.compile(target, ...)`` for ``key``, whose graphs count themselves in ``runs``.
+    """``torch.compile(target, ...)`` for ``key``, whose graphs count their runs.
 
     Configuration errors (unknown backend, ``mode`` with ``options``) are raised here as
     :class:`PolicyError`: they are never a reason to fall back silently.
@@ -120,7 +119,7 @@ def build_variant(
         extra["isolate_recompiles"] = True
     return torch.compile(
         target,
-        backend=_CountingBackend(real, on_graph_compiled, runs),
+        backend=_CountingBackend(real, on_graph_compiled),
         fullgraph=key.fullgraph,
         dynamic=key.dynamic,
         **extra,
@@ -130,14 +129,11 @@ def build_variant(
 class _CountingBackend:
     """A backend that compiles with ``real`` and wraps each graph to count its runs."""
 
-    def __init__(
-        self, real: Any, on_graph_compiled: Callable[[], None], runs: GraphRuns
-    ) -> None:
+    def __init__(self, real: Any, on_graph_compiled: Callable[[], None]) -> None:
         self.real = real
         # torch names the backend by __name__ in its messages (BackendCompilerFailed).
         self.__name__ = str(getattr(real, "compiler_name", None) or _name_of(real))
         self.on_graph_compiled = on_graph_compiled
-        self.runs = runs
 
     def __call__(self, gm: Any, example_inputs: Any) -> Callable[..., Any]:
         compiled = self.real(gm, example_inputs)
@@ -147,10 +143,8 @@ class _CountingBackend:
         # wrapper, not two (unwrapping as torch's innermost_fn does).
         while hasattr(compiled, "_torchdynamo_orig_callable"):
             compiled = compiled._torchdynamo_orig_callable
-        runs = self.runs
-
         def counted_graph(*args: Any) -> Any:
-            runs.count += 1
+            _GRAPH_RUNS.set(_GRAPH_RUNS.get() + 1)
             return compiled(*args)
 
         # Keep the graph's calling convention (inductor's takes one boxed list of inputs).
