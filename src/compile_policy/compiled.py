@@ -42,7 +42,6 @@ __all__ = ["CompileFailure", "CompileStats", "PolicyCompiled", "policy_compiled"
 logger = logging.getLogger("compile_policy")
 
 R = TypeVar("R")
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,8 @@ class CompileFailure:
 
 @dataclass(frozen=True)
 class CompileStats:
-    """A consistent snapshot of a :class:`PolicyCompiled` object's counters.
+    """A snapshot of a :class:`PolicyCompiled` object's counters (each read once; calls
+    running in other threads meanwhile may land in some counters and not yet in others).
 
     - ``compiled_calls``: calls in which compiled graphs actually ran.
     - ``eager_calls``: calls the policy ran as the plain function (compile disabled).
@@ -294,9 +294,8 @@ class PolicyCompiled(Generic[R]):
                 variant.failure = CompileFailure(variant.key, error, fell_back)
             newly_fallen_back = fell_back and not variant.fallen_back
             variant.fallen_back = variant.fallen_back or fell_back
-            self._refresh_ready()
         if fell_back:
-            self._mark_warm(variant)  # it will not compile again
+            self._mark_warm(variant)  # it will not compile again; leaves the fast table
         if not newly_fallen_back:
             if first:
                 logger.info("%s: compile failed for %s (%s); fallback='raise' re-raises",
@@ -326,7 +325,7 @@ class PolicyCompiled(Generic[R]):
 
     # -- introspection ----------------------------------------------------------------------
     def stats(self) -> CompileStats:
-        """A consistent snapshot of this object's counters."""
+        """A snapshot of this object's counters."""
         with self._lock:
             variants = tuple(self._by_key.values())
             return CompileStats(
