@@ -94,8 +94,8 @@ class PolicyCompiled(Generic[R]):
     """A callable that runs compiled or eager as the current policy says, on every call.
 
     Made by :func:`policy_compiled`. Counters: :meth:`stats`. The plain callable or module
-    is ``__wrapped__`` (e.g. ``step.__wrapped__.parameters()``). No ``__getattr__``
-    forwarding: it would slow every attribute read of the hot path.
+    is ``__wrapped__`` (e.g. ``step.__wrapped__.parameters()``); other attributes are not
+    forwarded to it (a ``__getattr__`` hook would sit on every attribute read).
     """
 
     def __init__(self, target: Callable[..., R], defaults: CompilePolicy) -> None:
