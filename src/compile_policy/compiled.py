@@ -147,7 +147,7 @@ class PolicyCompiled(Generic[R]):
 
     def _slow_call(self, frame: _Frame, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         """First calls, new scopes, fallen-back and cold variants."""
-        variant = self._by_overrides.get(frame.overrides) or self._variant_for(frame)
+        variant = self._variant_for(frame)
         if variant.fallen_back:
             self._fallback_calls()
             return self._target(*args, **kwargs)
@@ -201,7 +201,7 @@ class PolicyCompiled(Generic[R]):
 
     # -- building variants ------------------------------------------------------------------
     def _variant_for(self, frame: _Frame) -> _Variant:
-        variant = self._by_overrides.get(frame.overrides)  # a new frame, known arguments
+        variant = self._by_overrides.get(frame.overrides)  # known arguments: no lock
         if variant is not None:
             return variant
         key, options = self._merged(frame.effective)

@@ -94,7 +94,7 @@ def policy_state(*compiled_fns: PolicyCompiled[Any]) -> dict[str, object]:
         for key in stats.variants:
             failure = failed.get(key)
             state = "compiled" if failure is None else ("fallback" if failure.fell_back else "failed")
-            keys[_describe_key(key)] = state
+            keys[key.describe()] = state
         objects.append({"name": fn._name(), "keys": keys})
     policy = current_policy()
     described = {name: repr(value) for name, value in _policy_to_data_lenient(policy).items()}
@@ -106,17 +106,6 @@ def _policy_to_data_lenient(policy: CompilePolicy) -> dict[str, object]:
         return _policy_to_data(policy)
     except PolicyError:  # an unnameable backend can still be compared by its repr
         return {name: getattr(policy, name) for name in FIELD_NAMES}
-
-
-def _describe_key(key: Any) -> str:
-    backend = key.backend if isinstance(key.backend, str) else _backend_name_lenient(key.backend)
-    return f"backend={backend}, mode={key.mode}, fullgraph={key.fullgraph}, dynamic={key.dynamic}, " \
-        f"options={key.options}"
-
-
-def _backend_name_lenient(backend: object) -> str:
-    module = getattr(backend, "__module__", "?")
-    return f"{module}:{getattr(backend, '__qualname__', repr(backend))}"
 
 
 # -- collectives ---------------------------------------------------------------------------

@@ -286,7 +286,6 @@ def push(layer: CompilePolicy, owner: object, where: object) -> _Frame:
     return frame
 
 
-
 def pop(owner: object) -> None:
     """Pop the innermost frame, which ``owner`` must have pushed in this thread/task."""
     top = _STACK.get()

@@ -143,6 +143,7 @@ class _CountingBackend:
         # wrapper, not two (unwrapping as torch's innermost_fn does).
         while hasattr(compiled, "_torchdynamo_orig_callable"):
             compiled = compiled._torchdynamo_orig_callable
+
         def counted_graph(*args: Any) -> Any:
             _GRAPH_RUNS.set(_GRAPH_RUNS.get() + 1)
             return compiled(*args)
