@@ -89,7 +89,7 @@ def call_overhead(quick: bool) -> list[Row]:
     x = torch.randn(64)
     wrapped = policy_compiled(_tiny)
     wrapped(x)  # compiles (inductor)
-    [variant] = wrapped._by_key.values()
+    [variant] = wrapped._policy_state.by_key.values()  # type: ignore[attr-defined]
     same = variant.compiled
     default = torch.compile(_tiny)
     default(x)

@@ -13,6 +13,7 @@ from compile_policy import (
     CompileFallbackWarning,
     CompileSkippedWarning,
     PartialCompileError,
+    PolicyCompiled,
     PolicyError,
     compile_disabled,
     compile_enabled,
@@ -32,7 +33,7 @@ def test_enabled_calls_run_compiled_and_disabled_calls_run_plain(counting: Count
         assert torch.allclose(step(x()), x().sin() + 1)
     stats = step.stats()
     assert (stats.compiled_calls, stats.eager_calls, stats.fallback_calls) == (1, 1, 0)
-    assert (step.compiled_calls, step.eager_calls, step.fallback_calls, step.skipped_calls) == (1, 1, 0, 0)
+    assert stats.skipped_calls == 0 and isinstance(step, PolicyCompiled)
     assert counting.runs == 1
 
 
@@ -90,7 +91,7 @@ def test_unknown_backend_name_is_a_policy_error_at_the_first_compiled_call() -> 
         step(x())  # nothing to check while disabled
     with pytest.raises(PolicyError, match="'no-such-backend'.*allowed: .*'inductor'"):
         step(x())
-    assert step.stats().fallback_calls == 0 and step.failures == ()
+    assert step.stats().fallback_calls == 0 and step.stats().failures == ()
 
 
 def test_mode_with_options_is_a_policy_error() -> None:
@@ -120,14 +121,14 @@ def test_compile_failure_falls_back_for_that_object_and_key_only(
         healthy(x())
     assert failing.compiles == 1  # never retried for that key
     assert broken.stats().fallback_calls == 3
-    [failure] = broken.failures
+    [failure] = broken.stats().failures
     assert failure.fell_back and isinstance(failure.exception, torch._dynamo.exc.BackendCompilerFailed)
     assert failure.key.backend is failing
     # another key of the same object still compiles
     with compile_enabled(backend=counting):
         broken(x())
     assert broken.stats().compiled_calls == 1
-    assert healthy.stats().compiled_calls == 1 and healthy.failures == ()
+    assert healthy.stats().compiled_calls == 1 and healthy.stats().failures == ()
 
 
 def test_compile_failure_is_logged(failing: CountingBackend, caplog: pytest.LogCaptureFixture) -> None:
@@ -159,7 +160,7 @@ def test_fallback_raise_on_the_decorator_reraises(failing: CountingBackend) -> N
         with pytest.raises(torch._dynamo.exc.BackendCompilerFailed):
             step(x())
     assert step.stats().fallback_calls == 0
-    [failure] = step.failures
+    [failure] = step.stats().failures
     assert not failure.fell_back
 
 
@@ -181,7 +182,7 @@ def test_user_errors_propagate_and_are_not_compile_failures(counting: CountingBa
 
     with pytest.raises(ValueError, match="4 rows"):
         checks(torch.ones(3))
-    assert checks.failures == () and checks.stats().fallback_calls == 0
+    assert checks.stats().failures == () and checks.stats().fallback_calls == 0
     assert torch.equal(checks(x()), x() + 1)
     # torch 2.13 quirk: after tracing a user exception, Dynamo skips this code object for
     # good and runs it eagerly; the counters say so instead of claiming a compiled call.
@@ -196,7 +197,7 @@ def test_shape_error_surfacing_from_dynamo_tracing_is_a_user_error(counting: Cou
     with pytest.raises(RuntimeError, match="must have same reduction dim|size mismatch|shapes") as info:
         matmul(torch.ones(3, 3))
     assert not isinstance(info.value, torch._dynamo.exc.TorchDynamoException)  # the eager error
-    assert matmul.failures == () and matmul.stats().fallback_calls == 0
+    assert matmul.stats().failures == () and matmul.stats().fallback_calls == 0
     matmul(torch.ones(3, 5))
     assert matmul.stats().compiled_calls == 1
 
@@ -205,7 +206,7 @@ def test_shape_error_with_fallback_raise_propagates_without_a_record(counting: C
     step = policy_compiled(lambda t: t @ torch.ones(5, 5), backend=counting, fallback="raise")
     with pytest.raises(RuntimeError):
         step(torch.ones(3, 3))
-    assert step.failures == ()
+    assert step.stats().failures == ()
 
 
 class SecondGraphFails:

@@ -22,10 +22,11 @@ import itertools
 import logging
 import sys
 import threading
+import types
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Protocol, TypeVar, cast, overload, runtime_checkable
 
 from .errors import CompileFallbackWarning, CompileSkippedWarning, PartialCompileError
 from .policy import CompilePolicy, Fallback, _Frame, default_frame, freeze, pushed_top
@@ -42,6 +43,7 @@ __all__ = ["CompileFailure", "CompileStats", "PolicyCompiled", "policy_compiled"
 logger = logging.getLogger("compile_policy")
 
 R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
 
 
 @dataclass(frozen=True)
@@ -90,135 +92,145 @@ class _Variant:
         self.warm = False  # a call has completed (or it fell back): its compile is done
 
 
-class PolicyCompiled(Generic[R]):
-    """A callable that runs compiled or eager as the current policy says, on every call.
+@runtime_checkable
+class PolicyCompiled(Protocol[R_co]):
+    """What :func:`policy_compiled` returns: call it as the wrapped callable is called.
 
-    Made by :func:`policy_compiled`. Counters: :meth:`stats`. The plain callable or module
-    is ``__wrapped__`` (e.g. ``step.__wrapped__.parameters()``); other attributes are not
-    forwarded to it (a ``__getattr__`` hook would sit on every attribute read).
+    It is a plain function, as ``torch.compile`` returns for a function, so that a call
+    costs one Python function call and a few C calls (a callable object's ``__call__``
+    alone costs more than the whole policy check). Its state lives behind it:
+    ``stats()`` snapshots its counters; ``__wrapped__`` is the plain callable or module.
+
+        >>> step = policy_compiled(train_step)
+        >>> step(batch); step.stats().compiled_calls
+        1
     """
 
-    def __init__(self, target: Callable[..., R], defaults: CompilePolicy) -> None:
-        self.__wrapped__ = target
-        self._target = target
-        self._defaults = defaults
-        self._lock = threading.Lock()  # counters and the variant tables
-        self._warming = threading.RLock()  # compiled calls while a variant is cold
-        self._all_warm = True
-        # overrides key -> compiled fn, for the inline fast path: only while every variant is
-        # warm, and never a fallen-back one. Replaced whole (one atomic store), never mutated.
-        self._ready: dict[tuple[object, ...], Callable[..., Any]] = {}
-        self._by_overrides: dict[tuple[object, ...], _Variant] = {}
-        self._by_key: dict[CompileOptions, _Variant] = {}
-        self._compiler_errors: tuple[type[BaseException], ...] = ()
-        self._compiled_calls, self._eager_calls = _tally(), _tally()
-        self._fallback_calls, self._skipped_calls = _tally(), _tally()
-        self._graphs_compiled = _tally()
-        self._warned_skipped = False
-        self._attr_name: str | None = None
-        if not _is_module(target):
-            functools.update_wrapper(self, target)
+    __wrapped__: Any
 
-    # -- the hot path: keep it short ------------------------------------------------------
-    def __call__(self, *args: Any, **kwargs: Any) -> R:
-        frame = pushed_top() or default_frame()
+    def __call__(self, *args: Any, **kwargs: Any) -> R_co: ...
+
+    def stats(self) -> CompileStats:
+        """A snapshot of this object's counters."""
+        ...
+
+
+#: The most stack tops the hot path remembers per object (a scope made anew in a loop
+#: would otherwise keep adding new ones).
+_READY_LIMIT = 64
+
+
+class _State:
+    """Everything one policy-compiled callable keeps: variants, counters and failures.
+
+    The hot path is the function made by :func:`_compiled_callable`; every rarer path (first
+    calls, cold and fallen-back variants, failures) is a method here.
+    """
+
+    def __init__(self, target: Callable[..., Any], defaults: CompilePolicy) -> None:
+        self.target = target
+        self.defaults = defaults
+        self.lock = threading.Lock()  # the variant tables and `ready` change under it
+        self.warming = threading.RLock()  # compiled calls take turns while a variant is cold
+        self.all_warm = True
+        # Stack top (a frame, or None: no scope, the process default) -> the warm compiled
+        # variant it resolves to, for the hot path. The hot path reads it without the lock;
+        # it changes in place under the lock (each dict operation is atomic). Empty while
+        # any variant is cold; never holds a fallen-back variant.
+        self.ready: dict[_Frame | None, Callable[..., Any]] = {}
+        self.by_overrides: dict[tuple[object, ...], _Variant] = {}
+        self.by_key: dict[CompileOptions, _Variant] = {}
+        self.compiler_errors: tuple[type[BaseException], ...] = ()
+        self.compiled_calls, self.eager_calls = _tally(), _tally()
+        self.fallback_calls, self.skipped_calls = _tally(), _tally()
+        self.graphs_compiled = _tally()
+        self.warned_skipped = False
+
+    def slow_call(self, top: _Frame | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Calls the hot path has no warm variant for: first calls, new scopes, a disabled
+        process default, fallen-back and cold variants."""
+        frame = top or default_frame()
         if not frame.enabled:
-            self._eager_calls()
-            return self._target(*args, **kwargs)
-        # The common case, kept inline: a warm variant for these arguments (see _ready).
-        compiled = self._ready.get(frame._overrides)  # type: ignore[arg-type]
-        if compiled is None:
-            return self._slow_call(frame, args, kwargs)
-        before = graphs_run()
-        try:
-            out = compiled(*args, **kwargs)
-        except self._compiler_errors as exc:
-            error = exc
-        else:
-            if graphs_run() != before:
-                self._compiled_calls()
-            else:
-                self._skipped_call(self._by_overrides[frame.overrides])
-            return out  # type: ignore[no-any-return]
-        # Outside the except block, so that an eager error is not chained to the compile one.
-        return self._on_compile_error(
-            self._by_overrides[frame.overrides], error, graphs_run() != before, frame, args, kwargs
-        )
-
-    def _slow_call(self, frame: _Frame, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
-        """First calls, new scopes, fallen-back and cold variants."""
-        variant = self._variant_for(frame)
+            self.eager_calls()
+            return self.target(*args, **kwargs)
+        variant = self.variant_for(frame)
         if variant.fallen_back:
-            self._fallback_calls()
-            return self._target(*args, **kwargs)
-        if not self._all_warm:
+            self.fallback_calls()
+            return self.target(*args, **kwargs)
+        if not self.all_warm:
             # While a variant is cold, this object's compiled calls take turns. Dynamo does
             # not deduplicate compiles racing in several threads (8 racing first calls
             # compiled 8 times), and with isolate_recompiles a compile that overlaps a call
             # of another wrapper of the same code recompiles again and again (13-17 times
             # seen, torch 2.13).
-            with self._warming:
-                return self._call_compiled(variant, frame, args, kwargs)
-        return self._call_compiled(variant, frame, args, kwargs)
+            with self.warming:
+                return self.call_compiled(variant, top, frame, args, kwargs)
+        return self.call_compiled(variant, top, frame, args, kwargs)
 
-    def _traced_call(self, *args: Any, **kwargs: Any) -> R:
-        return self._target(*args, **kwargs)
-
-    # Inside an outer torch.compile, Dynamo inlines `_traced_call` instead of `__call__` (it
-    # follows `_torchdynamo_inline`, as for torch.compile's own wrappers): the plain callable
-    # is traced into the outer graph, and the ContextVar read (a graph break, an error under
-    # fullgraph=True) is never traced. At run time this costs nothing, and unlike
-    # torch.compiler.is_compiling() it is not fooled by another thread compiling.
-    __call__._torchdynamo_inline = _traced_call  # type: ignore[attr-defined]
-
-    def _call_compiled(
-        self, variant: _Variant, frame: _Frame, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> R:
+    def call_compiled(
+        self,
+        variant: _Variant,
+        top: _Frame | None,
+        frame: _Frame,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
         before = graphs_run()
         try:
             out = variant.compiled(*args, **kwargs)
-        except self._compiler_errors as exc:
+        except self.compiler_errors as exc:
             error = exc
         else:
             if graphs_run() != before:
-                self._compiled_calls()
+                self.compiled_calls()
                 if not variant.ran_graphs:
                     variant.ran_graphs = True
-                    self._mark_warm(variant)
+                    self.mark_warm(variant)
             else:
-                self._skipped_call(variant)
-            return out  # type: ignore[no-any-return]
+                self.skipped_call(variant)
+            self.remember(top, variant)
+            return out
         # Outside the except block, so that an eager error is not chained to the compile one.
-        return self._on_compile_error(variant, error, graphs_run() != before, frame, args, kwargs)
+        return self.on_compile_error(variant, error, graphs_run() != before, frame, args, kwargs)
 
-    def _skipped_call(self, variant: _Variant) -> None:
+    def skipped_call(self, variant: _Variant) -> None:
         """Dynamo ran a call the policy compiled without running any compiled graph."""
-        self._skipped_calls()
+        self.skipped_calls()
         if not variant.warm:
-            self._mark_warm(variant)  # nothing is being compiled: no race to guard
-        if variant.ran_graphs and not self._warned_skipped:
-            self._warn_skipped(variant)
+            self.mark_warm(variant)  # nothing is being compiled: no race to guard
+        if variant.ran_graphs and not self.warned_skipped:
+            self.warn_skipped(variant)
+
+    def remember(self, top: _Frame | None, variant: _Variant) -> None:
+        """Let the hot path call ``variant`` for this stack top from now on."""
+        if top in self.ready or not (self.all_warm and variant.warm):
+            return
+        with self.lock:
+            if self.all_warm and variant.warm and not variant.fallen_back:
+                if len(self.ready) >= _READY_LIMIT:
+                    self.ready.clear()
+                self.ready[top] = variant.compiled
 
     # -- building variants ------------------------------------------------------------------
-    def _variant_for(self, frame: _Frame) -> _Variant:
-        variant = self._by_overrides.get(frame.overrides)  # known arguments: no lock
+    def variant_for(self, frame: _Frame) -> _Variant:
+        variant = self.by_overrides.get(frame.overrides)  # known arguments: no lock
         if variant is not None:
             return variant
-        key, options = self._merged(frame.effective)
-        with self._lock:
-            variant = self._by_key.get(key)
+        key, options = self.merged(frame.effective)
+        with self.lock:
+            variant = self.by_key.get(key)
             if variant is None:
-                compiled = build_variant(self._target, key, options, self._count_graph)
-                self._compiler_errors = compiler_errors()
-                variant = self._by_key[key] = _Variant(key, compiled)
-                self._all_warm = False
-            self._by_overrides[frame.overrides] = variant
-            self._refresh_ready()
+                compiled = build_variant(self.target, key, options, self.graphs_compiled)
+                self.compiler_errors = compiler_errors()
+                variant = self.by_key[key] = _Variant(key, compiled)
+                self.all_warm = False
+                self.ready.clear()  # every compiled call takes the slow path while it is cold
+            self.by_overrides[frame.overrides] = variant
         return variant
 
-    def _merged(self, policy: CompilePolicy) -> tuple[CompileOptions, Mapping[str, object] | None]:
+    def merged(self, policy: CompilePolicy) -> tuple[CompileOptions, Mapping[str, object] | None]:
         """Policy fields over this object's own arguments."""
-        own = self._defaults
+        own = self.defaults
 
         def pick(name: str) -> Any:
             value = getattr(policy, name)
@@ -234,25 +246,13 @@ class PolicyCompiled(Generic[R]):
         )
         return key, options
 
-    def _mark_warm(self, variant: _Variant) -> None:
-        with self._lock:
+    def mark_warm(self, variant: _Variant) -> None:
+        with self.lock:
             variant.warm = True
-            self._all_warm = all(v.warm for v in self._by_key.values())
-            self._refresh_ready()
-
-    def _refresh_ready(self) -> None:
-        """Rebuild the fast-path table (caller holds ``_lock``)."""
-        self._ready = {
-            overrides: v.compiled
-            for overrides, v in self._by_overrides.items()
-            if v.warm and not v.fallen_back
-        } if self._all_warm else {}
-
-    def _count_graph(self) -> None:
-        self._graphs_compiled()
+            self.all_warm = all(v.warm for v in self.by_key.values())
 
     # -- failures ---------------------------------------------------------------------------
-    def _on_compile_error(
+    def on_compile_error(
         self,
         variant: _Variant,
         error: BaseException,
@@ -260,20 +260,20 @@ class PolicyCompiled(Generic[R]):
         frame: _Frame,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-    ) -> R:
-        fallback: Fallback = frame.effective.fallback or self._defaults.fallback or "eager"
+    ) -> Any:
+        fallback: Fallback = frame.effective.fallback or self.defaults.fallback or "eager"
         # Dynamo reports an error raised by the user's own ops while tracing as this type.
         user_error = isinstance(error, user_error_at_trace())
         if fallback == "raise":
             if not user_error:
-                self._record(variant, error, fell_back=False)
+                self.record(variant, error, fell_back=False)
             raise error
         if ran_before:
             if user_error:
                 raise error
-            self._record(variant, error, fell_back=True)
+            self.record(variant, error, fell_back=True)
             raise PartialCompileError(
-                f"{self._name()}: compiling a later graph failed after compiled graphs of "
+                f"{self.name()}: compiling a later graph failed after compiled graphs of "
                 "this call had already run (a graph break splits the call); re-running it "
                 "eagerly would repeat their side effects, so this call raises. Later calls "
                 f"run eagerly for {variant.key.describe()}. Compile the whole step "
@@ -282,41 +282,43 @@ class PolicyCompiled(Generic[R]):
             ) from error
         # Nothing of this call ran compiled, so the eager run is the judge: if it fails too,
         # the error is the user's own and propagates, with no fallback recorded.
-        out = self._target(*args, **kwargs)
-        self._record(variant, error, fell_back=True)
-        self._fallback_calls()
+        out = self.target(*args, **kwargs)
+        self.record(variant, error, fell_back=True)
+        self.fallback_calls()
         return out
 
-    def _record(self, variant: _Variant, error: BaseException, *, fell_back: bool) -> None:
-        with self._lock:
+    def record(self, variant: _Variant, error: BaseException, *, fell_back: bool) -> None:
+        with self.lock:
             first = variant.failure is None
             if first:
                 variant.failure = CompileFailure(variant.key, error, fell_back)
             newly_fallen_back = fell_back and not variant.fallen_back
             variant.fallen_back = variant.fallen_back or fell_back
+            if newly_fallen_back:
+                self.ready.clear()  # refilled lazily, never with this variant
         if fell_back:
-            self._mark_warm(variant)  # it will not compile again; leaves the fast table
+            self.mark_warm(variant)  # it will not compile again
         if not newly_fallen_back:
             if first:
                 logger.info("%s: compile failed for %s (%s); fallback='raise' re-raises",
-                            self._name(), variant.key.describe(), _summary(error))
+                            self.name(), variant.key.describe(), _summary(error))
             return
         logger.warning(
             "%s: compile failed for %s (%s); this object runs eagerly for these options",
-            self._name(), variant.key.describe(), _summary(error),
+            self.name(), variant.key.describe(), _summary(error),
         )
-        logger.debug("%s: the compile error", self._name(), exc_info=error)
+        logger.debug("%s: the compile error", self.name(), exc_info=error)
         warnings.warn(
-            f"{self._name()}: compile failed ({_summary(error)}); running eagerly for "
+            f"{self.name()}: compile failed ({_summary(error)}); running eagerly for "
             f"{variant.key.describe()} on this object only",
             CompileFallbackWarning,
             stacklevel=_outside_this_module(),
         )
 
-    def _warn_skipped(self, variant: _Variant) -> None:
-        self._warned_skipped = True
+    def warn_skipped(self, variant: _Variant) -> None:
+        self.warned_skipped = True
         message = (
-            f"{self._name()}: the policy says compile ({variant.key.describe()}), but Dynamo "
+            f"{self.name()}: the policy says compile ({variant.key.describe()}), but Dynamo "
             "ran this call without compiled code after it had run compiled before "
             "(recompile limit hit? see TORCH_LOGS=recompiles)"
         )
@@ -326,64 +328,120 @@ class PolicyCompiled(Generic[R]):
     # -- introspection ----------------------------------------------------------------------
     def stats(self) -> CompileStats:
         """A snapshot of this object's counters."""
-        with self._lock:
-            variants = tuple(self._by_key.values())
+        with self.lock:
+            variants = tuple(self.by_key.values())
             return CompileStats(
-                compiled_calls=_value(self._compiled_calls),
-                eager_calls=_value(self._eager_calls),
-                fallback_calls=_value(self._fallback_calls),
-                skipped_calls=_value(self._skipped_calls),
-                graphs_compiled=_value(self._graphs_compiled),
+                compiled_calls=_value(self.compiled_calls),
+                eager_calls=_value(self.eager_calls),
+                fallback_calls=_value(self.fallback_calls),
+                skipped_calls=_value(self.skipped_calls),
+                graphs_compiled=_value(self.graphs_compiled),
                 variants=tuple(v.key for v in variants),
                 failures=tuple(v.failure for v in variants if v.failure is not None),
             )
 
-    @property
-    def compiled_calls(self) -> int:
-        """Calls in which compiled graphs actually ran."""
-        return _value(self._compiled_calls)
+    def name(self) -> str:
+        return f"policy_compiled({_name_of(self.target)})"
 
-    @property
-    def eager_calls(self) -> int:
-        """Calls run as the plain callable because the policy disabled compiling."""
-        return _value(self._eager_calls)
 
-    @property
-    def fallback_calls(self) -> int:
-        """Calls run eagerly because this object's compile failed for the options key."""
-        return _value(self._fallback_calls)
+def _compiled_callable(target: Callable[..., Any], defaults: CompilePolicy) -> PolicyCompiled[Any]:
+    """The function users call, over a new :class:`_State` for ``target``."""
+    state = _State(target, defaults)
+    # Bound once, so that the hot path reads closure cells, not attributes.
+    ready, slow_call = state.ready, state.slow_call
+    count_eager, count_compiled = state.eager_calls, state.compiled_calls
 
-    @property
-    def skipped_calls(self) -> int:
-        """Calls the policy compiled but Dynamo ran without any compiled graph."""
-        return _value(self._skipped_calls)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        top = pushed_top()
+        if top is not None and not top.enabled:  # a scope disabled compiling
+            count_eager()
+            return target(*args, **kwargs)
+        compiled = ready.get(top)  # the warm variant this stack top resolves to
+        if compiled is None:
+            return slow_call(top, args, kwargs)
+        before = graphs_run()
+        try:
+            out = compiled(*args, **kwargs)
+        except state.compiler_errors as exc:
+            error = exc
+        else:
+            if graphs_run() != before:
+                count_compiled()
+            else:
+                state.skipped_call(state.variant_for(top or default_frame()))
+            return out
+        # Outside the except block, so that an eager error is not chained to the compile one.
+        frame = top or default_frame()
+        return state.on_compile_error(
+            state.variant_for(frame), error, graphs_run() != before, frame, args, kwargs
+        )
 
-    @property
-    def failures(self) -> tuple[CompileFailure, ...]:
-        """The recorded compile failures, one per options key."""
-        return self.stats().failures
+    def traced_call(*args: Any, **kwargs: Any) -> Any:
+        return target(*args, **kwargs)
 
-    def _name(self) -> str:
-        target = self._target
-        name = getattr(target, "__qualname__", None) or type(target).__name__
-        return f"policy_compiled({name})"
+    if _is_module(target):
+        call.__name__ = call.__qualname__ = type(target).__name__
+        call.__doc__ = type(target).__doc__
+        call.__wrapped__ = target  # type: ignore[attr-defined]
+    else:
+        functools.update_wrapper(call, target)
+    call.stats = state.stats  # type: ignore[attr-defined]
+    # Inside an outer torch.compile, Dynamo inlines `traced_call` instead of `call` (it
+    # follows `_torchdynamo_inline`, as for torch.compile's own wrappers): the plain callable
+    # is traced into the outer graph, and the ContextVar read (a graph break, an error under
+    # fullgraph=True) is never traced. At run time this costs nothing, and unlike
+    # torch.compiler.is_compiling() it is not fooled by another thread compiling.
+    call._torchdynamo_inline = traced_call  # type: ignore[attr-defined]
+    call._policy_state = state  # type: ignore[attr-defined]
+    return cast(PolicyCompiled[Any], call)
 
-    def __repr__(self) -> str:
-        return f"<{self._name()} defaults={self._defaults!r}>"
 
-    # -- use as a method decorator in a class body ------------------------------------------
+class _PerInstance:
+    """``@policy_compiled`` on a function in a class body: one compiled callable per
+    instance (per agent), made on first access and kept in the instance's ``__dict__``, so
+    that each has its own variants, recompile budget, counters and fallbacks."""
+
+    def __init__(self, fn: Callable[..., Any], defaults: CompilePolicy) -> None:
+        self.__wrapped__ = fn
+        functools.update_wrapper(self, fn)
+        self._defaults = defaults
+        self._attr_name: str | None = None
+        self._through_class: PolicyCompiled[Any] | None = None
+
     def __set_name__(self, owner: type, name: str) -> None:
         self._attr_name = name
 
     def __get__(self, instance: object, owner: type | None = None) -> Any:
         if instance is None:
             return self
-        # One object per instance (per agent), made on first access and kept in the
-        # instance's __dict__, so each has its own variants, counters and fallbacks.
-        bound = PolicyCompiled(self._target.__get__(instance, owner), self._defaults)
+        bound = _compiled_callable(self.__wrapped__.__get__(instance, owner), self._defaults)
         if self._attr_name is not None and hasattr(instance, "__dict__"):
             instance.__dict__[self._attr_name] = bound
         return bound
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """A call through the class (``Agent.act(agent, x)``): one object for all of them."""
+        return self._class_level()(*args, **kwargs)
+
+    def stats(self) -> CompileStats:
+        """The counters of calls made through the class (each instance has its own)."""
+        return self._class_level().stats()
+
+    def _class_level(self) -> PolicyCompiled[Any]:
+        if self._through_class is None:
+            self._through_class = _compiled_callable(self.__wrapped__, self._defaults)
+        return self._through_class
+
+    def __repr__(self) -> str:
+        return f"<policy_compiled method {self.__wrapped__.__qualname__}, one per instance>"
+
+
+def _in_class_body(fn: object) -> bool:
+    """A plain function whose qualified name says it is defined in a class body."""
+    if not isinstance(fn, types.FunctionType):
+        return False
+    parts = fn.__qualname__.split(".")
+    return len(parts) > 1 and parts[-2] != "<locals>"
 
 
 def _tally() -> Callable[[], int]:
@@ -395,6 +453,10 @@ def _tally() -> Callable[[], int]:
 def _value(tally: Callable[[], int]) -> int:
     # itertools.count exposes its next value only through its repr: "count(N)".
     return int(repr(tally.__self__)[len("count("):-1])  # type: ignore[attr-defined]
+
+
+def _name_of(target: object) -> str:
+    return getattr(target, "__qualname__", None) or type(target).__name__
 
 
 def _outside_this_module() -> int:
@@ -481,7 +543,13 @@ def policy_compiled(
         fallback=fallback,
     )
     if fn is None:
-        return lambda f: PolicyCompiled(f, defaults)
+        return lambda f: _policy_compiled(f, defaults)
+    return _policy_compiled(fn, defaults)
+
+
+def _policy_compiled(fn: Callable[..., R], defaults: CompilePolicy) -> PolicyCompiled[R]:
     if not callable(fn):
         raise TypeError(f"policy_compiled() wraps a callable or nn.Module; got {fn!r}")
-    return PolicyCompiled(fn, defaults)
+    if _in_class_body(fn):
+        return cast(PolicyCompiled[R], _PerInstance(fn, defaults))
+    return _compiled_callable(fn, defaults)

@@ -95,7 +95,7 @@ def policy_state(*compiled_fns: PolicyCompiled[Any]) -> dict[str, object]:
             failure = failed.get(key)
             state = "compiled" if failure is None else ("fallback" if failure.fell_back else "failed")
             keys[key.describe()] = state
-        objects.append({"name": fn._name(), "keys": keys})
+        objects.append({"name": getattr(fn, "__qualname__", repr(fn)), "keys": keys})
     policy = current_policy()
     described = {name: repr(value) for name, value in _policy_to_data_lenient(policy).items()}
     return {"policy": described, "objects": objects}

@@ -83,7 +83,7 @@ def build_variant(
     target: Callable[..., Any],
     key: CompileOptions,
     options: Mapping[str, object] | None,
-    on_graph_compiled: Callable[[], None],
+    on_graph_compiled: Callable[[], object],
 ) -> Callable[..., Any]:
     """``torch.compile(target, ...)`` for ``key``, whose graphs count their runs.
 
@@ -129,7 +129,7 @@ def build_variant(
 class _CountingBackend:
     """A backend that compiles with ``real`` and wraps each graph to count its runs."""
 
-    def __init__(self, real: Any, on_graph_compiled: Callable[[], None]) -> None:
+    def __init__(self, real: Any, on_graph_compiled: Callable[[], object]) -> None:
         self.real = real
         # torch names the backend by __name__ in its messages (BackendCompilerFailed).
         self.__name__ = str(getattr(real, "compiler_name", None) or _name_of(real))
