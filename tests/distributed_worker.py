@@ -80,3 +80,30 @@ def worker(rank: int, port: int, out_dir: str) -> None:
         )
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps(results))
     os._exit(0)  # skip destroy_process_group: the group is broken after the timeout
+
+
+def nccl_worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    """The NCCL path (exchange tensors on the rank's GPU): one rank per GPU."""
+    warnings.filterwarnings("ignore")
+    import torch
+    import torch.distributed as dist
+
+    from compile_policy import compile_disabled, compile_enabled, current_policy, policy_compiled
+    from compile_policy.distributed import broadcast_policy, check_consistent
+
+    torch.cuda.set_device(rank)
+    dist.init_process_group(
+        "nccl", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+        timeout=datetime.timedelta(seconds=60),
+    )
+    results: dict[str, str] = {}
+    step = policy_compiled(lambda t: t * 2, backend="eager")
+    step(torch.ones(4, device="cuda"))
+    results["consistent"] = outcome(lambda: check_consistent(step))
+    with compile_disabled() if rank == world - 1 and world > 1 else compile_enabled():
+        results["disabled"] = outcome(lambda: check_consistent(step))
+    mine = compile_enabled(backend="aot_eager") if rank == 0 else compile_disabled()
+    with mine, broadcast_policy(src=0):
+        results["broadcast"] = repr(current_policy())
+    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(results))
+    dist.destroy_process_group()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import socket
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,14 +30,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, str]]:
+def run_ranks(worker: Any, args: tuple[Any, ...], nprocs: int, out: Path) -> list[dict[str, str]]:
+    """Spawn ``nprocs`` ranks running ``worker(rank, *args)``, killed after TIMEOUT."""
     import torch.multiprocessing as mp
 
-    from distributed_worker import worker
-
-    out = tmp_path_factory.mktemp("ranks")
-    context = mp.start_processes(worker, args=(free_port(), str(out)), nprocs=2, join=False,
+    context = mp.start_processes(worker, args=args, nprocs=nprocs, join=False,
                                  start_method="spawn")
     deadline = time.monotonic() + TIMEOUT
     while not context.join(timeout=1.0):
@@ -43,7 +42,15 @@ def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, str]]:
             for process in context.processes:
                 process.kill()
             pytest.fail(f"distributed workers did not finish within {TIMEOUT}s")
-    return [json.loads((out / f"rank{rank}.json").read_text()) for rank in range(2)]
+    return [json.loads((out / f"rank{rank}.json").read_text()) for rank in range(nprocs)]
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, str]]:
+    from distributed_worker import worker
+
+    out = tmp_path_factory.mktemp("ranks")
+    return run_ranks(worker, (free_port(), str(out)), 2, out)
 
 
 def test_consistent_ranks_pass(ranks: list[dict[str, str]]) -> None:
@@ -90,3 +97,21 @@ def test_an_unnameable_callable_backend_is_a_clear_error() -> None:
 
 def test_mismatch_error_is_a_runtime_error() -> None:
     assert issubclass(PolicyMismatchError, RuntimeError)
+
+
+def test_nccl_ranks_exchange_on_their_gpus(tmp_path: Path) -> None:
+    """The NCCL path, where this machine has GPUs (one rank per GPU, at most 2)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (torch.cuda.is_available() and dist.is_nccl_available()):
+        pytest.skip("needs CUDA and NCCL")
+    from distributed_worker import nccl_worker
+
+    world = min(2, torch.cuda.device_count())
+    results = run_ranks(nccl_worker, (world, free_port(), str(tmp_path)), world, tmp_path)
+    assert [r["consistent"] for r in results] == ["ok"] * world
+    expected_disabled = "PolicyMismatchError" if world > 1 else "ok"
+    assert all(r["disabled"].startswith(expected_disabled) for r in results)
+    assert all(r["broadcast"] == results[0]["broadcast"] for r in results)
+    assert "aot_eager" in results[0]["broadcast"]

@@ -142,7 +142,8 @@ class PolicyScope:
         self._label = label
         # The frame pushed last. Frames are immutable, so the next enter from the same
         # place onto the same stack reuses it: a training loop's `with` allocates nothing.
-        self._last: tuple[tuple[object, ...], _Frame | None] = ((), None)  # matches no enter
+        # Replaced by one store, so threads sharing this scope always see a whole frame.
+        self._last = _Frame(None, layer, self, (None, -1))  # matches no enter
 
     @property
     def policy(self) -> CompilePolicy:
@@ -152,11 +153,11 @@ class PolicyScope:
     # Enter and exit are the hot path of every `with`: kept inline, no frame allocated.
     def __enter__(self) -> None:
         caller = _getframe(1)
-        key = (pushed_top(), caller.f_code, caller.f_lasti)  # onto which stack, from where
-        last_key, frame = self._last
-        if key != last_key:
-            frame = _Frame(key[0], self._layer, self, key[1:])
-            self._last = (key, frame)  # one atomic store: threads may share this scope
+        top = pushed_top()
+        frame = self._last
+        where: Any = frame.where  # (code, offset) of the `with` that pushed it
+        if frame.below is not top or where[1] != caller.f_lasti or where[0] is not caller.f_code:
+            frame = self._last = _Frame(top, self._layer, self, (caller.f_code, caller.f_lasti))
         set_top(frame)
 
     def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
