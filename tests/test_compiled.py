@@ -304,6 +304,9 @@ def test_decorated_method_gives_each_instance_its_own_object() -> None:
     assert first.act is first.act and first.act is not second.act
     assert torch.equal(first.act(x()), x() * 2) and torch.equal(second.act(x()), x() * 3)
     assert first.act.stats().compiled_calls == 1
+    assert isinstance(first.act, PolicyCompiled) and isinstance(Policy.act, PolicyCompiled)
+    assert torch.equal(Policy.act(second, x()), x() * 3)  # through the class: its own object
+    assert Policy.act.stats().compiled_calls == 1 and second.act.stats().compiled_calls == 1
 
 
 def test_recompile_budget_is_per_object_with_many_agents() -> None:
@@ -373,3 +376,15 @@ def test_fallback_warning_points_at_the_callers_line(failing: CountingBackend) -
     with pytest.warns(CompileFallbackWarning) as record:
         step(x())
     assert record[0].filename == __file__
+
+
+def test_scopes_made_anew_in_a_loop_keep_the_fast_table_bounded(counting: CountingBackend) -> None:
+    step = policy_compiled(lambda t: t + 1, backend=counting)
+    for _ in range(200):
+        with compile_enabled(fullgraph=False):  # a new scope object, so a new stack top, each time
+            step(x())
+        with compile_disabled():
+            step(x())
+    stats = step.stats()
+    assert (stats.compiled_calls, stats.eager_calls, counting.compiles) == (200, 200, 1)
+    assert len(step._policy_state.ready) <= 64  # type: ignore[attr-defined]
