@@ -31,10 +31,10 @@ from typing import Any, Protocol, TypeVar, cast, overload, runtime_checkable
 from .errors import CompileFallbackWarning, CompileSkippedWarning, PartialCompileError
 from .policy import CompilePolicy, Fallback, _Frame, default_frame, freeze, pushed_top
 from .variants import (
+    GRAPH_RUNS,
     CompileOptions,
     build_variant,
     compiler_errors,
-    graphs_run,
     user_error_at_trace,
 )
 
@@ -175,13 +175,14 @@ class _State:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        before = graphs_run()
+        runs = GRAPH_RUNS.cell
+        before = runs[0]
         try:
             out = variant.compiled(*args, **kwargs)
         except self.compiler_errors as exc:
             error = exc
         else:
-            if graphs_run() != before:
+            if runs[0] != before:
                 self.compiled_calls()
                 if not variant.ran_graphs:
                     variant.ran_graphs = True
@@ -191,7 +192,7 @@ class _State:
             self.remember(top, variant)
             return out
         # Outside the except block, so that an eager error is not chained to the compile one.
-        return self.on_compile_error(variant, error, graphs_run() != before, frame, args, kwargs)
+        return self.on_compile_error(variant, error, runs[0] != before, frame, args, kwargs)
 
     def skipped_call(self, variant: _Variant) -> None:
         """Dynamo ran a call the policy compiled without running any compiled graph."""
@@ -348,7 +349,7 @@ def _compiled_callable(target: Callable[..., Any], defaults: CompilePolicy) -> P
     """The function users call, over a new :class:`_State` for ``target``."""
     state = _State(target, defaults)
     # Bound once, so that the hot path reads closure cells, not attributes.
-    ready, slow_call = state.ready, state.slow_call
+    ready, slow_call, graph_runs = state.ready, state.slow_call, GRAPH_RUNS
     count_eager, count_compiled = state.eager_calls, state.compiled_calls
 
     def call(*args: Any, **kwargs: Any) -> Any:
@@ -359,13 +360,14 @@ def _compiled_callable(target: Callable[..., Any], defaults: CompilePolicy) -> P
         compiled = ready.get(top)  # the warm variant this stack top resolves to
         if compiled is None:
             return slow_call(top, args, kwargs)
-        before = graphs_run()
+        runs = graph_runs.cell
+        before = runs[0]
         try:
             out = compiled(*args, **kwargs)
         except state.compiler_errors as exc:
             error = exc
         else:
-            if graphs_run() != before:
+            if runs[0] != before:
                 count_compiled()
             else:
                 state.skipped_call(state.variant_for(top or default_frame()))
@@ -373,7 +375,7 @@ def _compiled_callable(target: Callable[..., Any], defaults: CompilePolicy) -> P
         # Outside the except block, so that an eager error is not chained to the compile one.
         frame = top or default_frame()
         return state.on_compile_error(
-            state.variant_for(frame), error, graphs_run() != before, frame, args, kwargs
+            state.variant_for(frame), error, runs[0] != before, frame, args, kwargs
         )
 
     def traced_call(*args: Any, **kwargs: Any) -> Any:
