@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from typing import Any
 
 import pytest
 import torch
@@ -388,3 +389,101 @@ def test_scopes_made_anew_in_a_loop_keep_the_fast_table_bounded(counting: Counti
     stats = step.stats()
     assert (stats.compiled_calls, stats.eager_calls, counting.compiles) == (200, 200, 1)
     assert len(step._policy_state.ready) <= 64  # type: ignore[attr-defined]
+
+
+def _calls_on_every_path(
+    step: PolicyCompiled[torch.Tensor], *args: object, **kwargs: object
+) -> list[torch.Tensor]:
+    """The same call on the cold path (first call), the warm compiled path and the eager path."""
+    first = step(*args, **kwargs)
+    warm = step(*args, **kwargs)
+    with compile_disabled():
+        eager = step(*args, **kwargs)
+    return [first, warm, eager]
+
+
+def test_plain_signatures_take_positional_and_keyword_calls_on_every_path(
+    counting: CountingBackend,
+) -> None:
+    def scale(t: torch.Tensor, factor: torch.Tensor, /, offset: torch.Tensor) -> torch.Tensor:
+        return t * factor + offset
+
+    step = policy_compiled(scale, backend=counting)
+    two, one = torch.full((4,), 2.0), torch.ones(4)
+    outs = _calls_on_every_path(step, x(), two, one) + _calls_on_every_path(step, x(), two, offset=one)
+    for out in outs:
+        assert torch.equal(out, x() * 2 + 1)
+    with pytest.raises(TypeError, match=r"scale\(\) missing 1 required positional argument"):
+        step(x(), two)
+    with pytest.raises(TypeError, match="positional-only"):
+        step(x(), factor=two, offset=one)
+    assert step.stats().compiled_calls == 4 and step.stats().eager_calls == 2
+
+
+def test_defaults_varargs_and_keyword_only_parameters_are_forwarded_as_given(
+    counting: CountingBackend,
+) -> None:
+    def combine(
+        t: torch.Tensor, k: float = 2.0, *more: torch.Tensor, bias: float, **extra: float
+    ) -> torch.Tensor:
+        return t * k + sum(more, torch.zeros(4)) + bias + sum(extra.values())
+
+    step = policy_compiled(combine, backend=counting)
+    for out in _calls_on_every_path(step, x(), 3.0, x(), bias=1.0, more=0.5):
+        assert torch.equal(out, x() * 3 + 1 + 1 + 0.5)
+    for out in _calls_on_every_path(step, x(), bias=0.0):
+        assert torch.equal(out, x() * 2)
+
+
+def test_parameters_named_like_the_wrappers_own_names_still_work(counting: CountingBackend) -> None:
+    def step_fn(target: torch.Tensor, state: torch.Tensor, next: torch.Tensor) -> torch.Tensor:
+        return target + state * next
+
+    step = policy_compiled(step_fn, backend=counting)
+    for out in _calls_on_every_path(step, x(), x(), next=x() * 3):
+        assert torch.equal(out, x() * 4)
+
+
+def test_methods_and_zero_argument_functions_keep_their_calling_convention(
+    counting: CountingBackend,
+) -> None:
+    class Agent:
+        def __init__(self) -> None:
+            self.weight = torch.full((4,), 5.0)
+
+        @policy_compiled(backend="eager")
+        def act(self, obs: torch.Tensor) -> torch.Tensor:
+            return obs * self.weight
+
+    agent = Agent()
+    for out in _calls_on_every_path(agent.act, obs=x()):
+        assert torch.equal(out, x() * 5)
+    bound = policy_compiled(agent.act.__wrapped__, backend=counting)  # a bound method
+    assert torch.equal(bound(x()), x() * 5)
+
+    tensor = x()
+    step = policy_compiled(lambda: tensor.cos(), backend=counting)
+    for out in _calls_on_every_path(step):
+        assert torch.equal(out, tensor.cos())
+    with pytest.raises(TypeError):
+        step(x())
+
+
+def test_a_recompile_that_fails_on_a_warm_object_falls_back_for_that_key(
+    counting: CountingBackend,
+) -> None:
+    class FailsOnSecondCompile(CountingBackend):
+        def __call__(self, gm: Any, example_inputs: Any) -> Any:
+            self.fail = self.compiles >= 1
+            return super().__call__(gm, example_inputs)
+
+    backend = FailsOnSecondCompile()
+    step = policy_compiled(lambda t: t * 2, backend=backend, dynamic=False)
+    step(torch.ones(4))
+    step(torch.ones(4))  # warm: the hot path
+    with pytest.warns(CompileFallbackWarning):
+        assert torch.equal(step(torch.ones(5)), torch.full((5,), 2.0))  # a recompile, which fails
+    assert torch.equal(step(torch.ones(4)), torch.full((4,), 2.0))
+    stats = step.stats()
+    assert (stats.compiled_calls, stats.fallback_calls) == (2, 2)
+    assert len(stats.failures) == 1 and backend.compiles == 2
