@@ -59,6 +59,10 @@ def render(rows: list[Row]) -> str:
             f"{row.name:<62} {row.value:>9.3f} {row.unit:<3} {row.reference:<30} {ratio:>7}  "
             f"{row.target:<9} {ok}"
         )
+    lines.append(
+        "value: median of all rounds; ratio: median of per-round ratios, each round timing all "
+        "of a table's candidates in one process (call costs pool fresh processes: workers.py)"
+    )
     return "\n".join(lines)
 
 

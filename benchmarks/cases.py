@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from .timing import interleaved, median, ratio
+from .workers import Samples, pooled
 
 
 @dataclass
@@ -32,7 +33,11 @@ def _claim(value: float, limit: float) -> tuple[str, bool]:
     return f"<= {limit:.2f}x", value <= limit
 
 
-def scope_cost(quick: bool) -> list[Row]:
+#: Fresh processes the call-cost tables pool their rounds from (see workers.py).
+WORKERS = 5
+
+
+def scope_samples(quick: bool) -> dict[str, Samples]:
     """1. Entering and exiting a scope, against PyTorch's switches and a bare ContextVar."""
     import torch
 
@@ -55,11 +60,13 @@ def scope_cost(quick: bool) -> list[Row]:
         with torch.compiler.set_stance("force_eager"):
             pass
 
-    samples = interleaved(
-        {"compile_disabled()": ours, "ContextVar set/reset": bare, "torch.no_grad()": no_grad,
-         'set_stance("force_eager")': stance},
-        calls=1_000, rounds=7 if quick else 201,
-    )
+    candidates = {"compile_disabled()": ours, "ContextVar set/reset": bare,
+                  "torch.no_grad()": no_grad, 'set_stance("force_eager")': stance}
+    return {"scope": interleaved(candidates, calls=1_000, rounds=7 if quick else 61)}
+
+
+def scope_cost(quick: bool) -> list[Row]:
+    samples = pooled("scope_samples", quick, 1 if quick else WORKERS)["scope"]
     rows = []
     for name in samples:
         r = ratio(samples, name, "torch.no_grad()")
@@ -75,11 +82,11 @@ def _tiny(t: Any) -> Any:
     return torch.sin(t) * 2 + 1
 
 
-def call_overhead(quick: bool) -> list[Row]:
+def call_samples(quick: bool) -> dict[str, Samples]:
     """2 and 3. A call through policy_compiled against the direct call, on each path.
 
     On the compiled path the reference is the same torch.compile'd function that the object
-    built (called directly); a default ``torch.compile(tiny)`` is shown too: the difference
+    built (called directly); a default ``torch.compile(tiny)`` is timed too: the difference
     between the two is torch's own cost of ``isolate_recompiles`` plus the graph counter.
     """
     import torch
@@ -94,7 +101,7 @@ def call_overhead(quick: bool) -> list[Row]:
     default = torch.compile(_tiny)
     default(x)
     bare_compiled, bare_plain = _BareWrapper(same), _BareWrapper(_tiny)
-    calls, rounds = (100, 15) if quick else (200, 301)
+    calls, rounds = (100, 15) if quick else (200, 61)
     compiled = interleaved(
         {"policy_compiled": lambda: wrapped(x), "same": lambda: same(x),
          "default": lambda: default(x), "bare": lambda: bare_compiled(x)},
@@ -106,10 +113,17 @@ def call_overhead(quick: bool) -> list[Row]:
              "bare": lambda: bare_plain(x)},
             calls, rounds,
         )
+    stats = wrapped.stats()
+    assert stats.compiled_calls > 0 and stats.fallback_calls == 0 and stats.skipped_calls == 0
+    return {"compiled": compiled, "eager": eager}
+
+
+def call_overhead(quick: bool) -> list[Row]:
+    tables = pooled("call_samples", quick, 1 if quick else WORKERS)
+    compiled, eager = tables["compiled"], tables["eager"]
     r_compiled = ratio(compiled, "policy_compiled", "same")
     r_default = ratio(compiled, "policy_compiled", "default")
     r_eager = ratio(eager, "policy_compiled", "plain")
-    assert wrapped.stats().compiled_calls > 0 and wrapped.stats().fallback_calls == 0
     return [
         Row("compiled path: the object's torch.compile(tiny), direct", median(compiled["same"]), "ns"),
         Row("compiled path: plain torch.compile(tiny), direct", median(compiled["default"]), "ns"),
