@@ -210,6 +210,10 @@ class _State:
         frame = top or default_frame()
         return self.on_compile_error(self.variant_for(frame), error, ran_before, frame, args, kwargs)
 
+    def skipped_in_call(self, top: _Frame | None) -> None:
+        """A warm variant's call ran no compiled graph."""
+        self.skipped_call(self.variant_for(top or default_frame()))
+
     def skipped_call(self, variant: _Variant) -> None:
         """Dynamo ran a call the policy compiled without running any compiled graph."""
         next(self.skipped_calls)
@@ -387,7 +391,7 @@ def call({params}):
         error = exc
     else:
         if runs[0] == before:
-            state.skipped_call(state.variant_for(top or default_frame()))
+            state.skipped_in_call(top)
         else:
             next(compiled_calls)
         return out
@@ -407,17 +411,18 @@ def _hot_path_signature(target: object) -> tuple[str, str, str]:
     parameters, modules, whose hooks see how arguments were passed) is generic.
     """
     function = target.__func__ if isinstance(target, types.MethodType) else target
+    bound = function is not target
     if not isinstance(function, types.FunctionType) or function.__defaults__:
         return _GENERIC
     code = function.__code__
     if code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS) or code.co_kwonlyargcount:
         return _GENERIC
     names = code.co_varnames[: code.co_argcount]
-    if isinstance(target, types.MethodType):
-        names = names[1:]  # bound: `self` is already in the method
-    if not _HOT_PATH_NAMES.isdisjoint(names):
+    if bound:
+        names = names[1:]  # `self` is already in the method
+    if not _names_in_hot_path().isdisjoint(names):
         return _GENERIC
-    positional_only = code.co_posonlyargcount - isinstance(target, types.MethodType)
+    positional_only = code.co_posonlyargcount - bound
     params = list(names)
     if positional_only > 0:
         params.insert(positional_only, "/")
@@ -437,12 +442,11 @@ def _hot_path_code(params: str, args: str, packed: str) -> types.CodeType:
     return code
 
 
+@functools.cache
 def _names_in_hot_path() -> frozenset[str]:
+    """Names the hot path uses itself: a parameter named like one would shadow it."""
     code = _hot_path_code("", "", "")
     return frozenset(code.co_names + code.co_varnames)
-
-
-_HOT_PATH_NAMES = _names_in_hot_path()
 
 
 def _compiled_callable(target: Callable[..., Any], defaults: CompilePolicy) -> PolicyCompiled[Any]:
@@ -454,7 +458,6 @@ def _compiled_callable(target: Callable[..., Any], defaults: CompilePolicy) -> P
         "state": state,
         "ready": state.ready,
         "pushed_top": pushed_top,
-        "default_frame": default_frame,
         "graph_runs": GRAPH_RUNS,
         "eager_calls": state.eager_calls,
         "compiled_calls": state.compiled_calls,
