@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 import sys
 import warnings
 from typing import Any
@@ -308,6 +310,78 @@ def test_decorated_method_gives_each_instance_its_own_object() -> None:
     assert isinstance(first.act, PolicyCompiled) and isinstance(Policy.act, PolicyCompiled)
     assert torch.equal(Policy.act(second, x()), x() * 3)  # through the class: its own object
     assert Policy.act.stats().compiled_calls == 1 and second.act.stats().compiled_calls == 1
+
+
+@pytest.mark.parametrize("clone", [copy.copy, copy.deepcopy, lambda m: pickle.loads(pickle.dumps(m))],
+                         ids=["copy", "deepcopy", "pickle"])
+def test_a_copy_of_an_instance_calls_its_own_method(clone: Any) -> None:
+    """A deep-copied target network must not run the online network's method."""
+    online = Policy(2.0)
+    online.act(x())
+    target = clone(online)
+    target.scale = 3.0
+    assert target.act is not online.act
+    assert torch.equal(target.act(x()), x() * 3) and torch.equal(online.act(x()), x() * 2)
+    assert target.act.stats().compiled_calls == 1 and online.act.stats().compiled_calls == 2
+    assert "act" in vars(online)  # the original keeps its own object
+
+
+class Recorder:
+    """A plain class with its own __getstate__ and two policy-compiled methods."""
+
+    def __init__(self) -> None:
+        self.scale, self.cache = 2.0, {"big": 1}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "cache"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, cache={})
+
+    @policy_compiled(backend="eager")
+    def double(self, t: torch.Tensor) -> torch.Tensor:
+        return t * self.scale
+
+    @policy_compiled(backend="eager")
+    def triple(self, t: torch.Tensor) -> torch.Tensor:
+        return t * self.scale * 1.5
+
+
+def test_copies_leave_out_every_compiled_method_and_keep_the_class_getstate() -> None:
+    original = Recorder()
+    original.double(x())
+    original.triple(x())
+    clone = pickle.loads(pickle.dumps(original))
+    assert clone.cache == {} and not {"double", "triple"} & set(vars(clone))
+    clone.scale = 4.0
+    assert torch.equal(clone.double(x()), x() * 4) and torch.equal(clone.triple(x()), x() * 6)
+
+
+def test_a_method_set_on_a_class_after_it_was_made_is_still_one_per_instance() -> None:
+    class Source:
+        def act(self, t: torch.Tensor) -> torch.Tensor:
+            return t * self.scale
+
+    class Late:
+        def __init__(self, scale: float) -> None:
+            self.scale = scale
+
+    Late.act = policy_compiled(Source.act, backend="eager")  # type: ignore[attr-defined]
+    first, second = Late(2.0), Late(3.0)
+    assert first.act is first.act and first.act is not second.act  # type: ignore[attr-defined]
+    assert torch.equal(copy.deepcopy(second).act(x()), x() * 3)  # type: ignore[attr-defined]
+
+
+def test_a_method_of_a_class_without_instance_dict_is_refused() -> None:
+    class Slotted:
+        __slots__ = ("scale",)
+
+        @policy_compiled(backend="eager")
+        def act(self, t: torch.Tensor) -> torch.Tensor:
+            return t * self.scale
+
+    with pytest.raises(TypeError, match=r"Slotted have no __dict__.*policy_compiled\(obj.method\)"):
+        Slotted().act  # noqa: B018
 
 
 def test_recompile_budget_is_per_object_with_many_agents() -> None:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast, overload, runtime_checkable
 
 from .errors import CompileFallbackWarning, CompileSkippedWarning, PartialCompileError
+from .methods import PerInstance, in_class_body
 from .policy import CompilePolicy, Fallback, _Frame, default_frame, freeze, pushed_top
 from .variants import (
     GRAPH_RUNS,
@@ -484,54 +485,6 @@ def _compiled_callable(target: Callable[..., Any], defaults: CompilePolicy) -> P
     return cast(PolicyCompiled[Any], call)
 
 
-class _PerInstance:
-    """``@policy_compiled`` on a function in a class body: one compiled callable per
-    instance (per agent), made on first access and kept in the instance's ``__dict__``, so
-    that each has its own variants, recompile budget, counters and fallbacks."""
-
-    def __init__(self, fn: Callable[..., Any], defaults: CompilePolicy) -> None:
-        self.__wrapped__ = fn
-        functools.update_wrapper(self, fn)
-        self._defaults = defaults
-        self._attr_name: str | None = None
-        self._through_class: PolicyCompiled[Any] | None = None
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self._attr_name = name
-
-    def __get__(self, instance: object, owner: type | None = None) -> Any:
-        if instance is None:
-            return self
-        bound = _compiled_callable(self.__wrapped__.__get__(instance, owner), self._defaults)
-        if self._attr_name is not None and hasattr(instance, "__dict__"):
-            instance.__dict__[self._attr_name] = bound
-        return bound
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """A call through the class (``Agent.act(agent, x)``): one object for all of them."""
-        return self._class_level()(*args, **kwargs)
-
-    def stats(self) -> CompileStats:
-        """The counters of calls made through the class (each instance has its own)."""
-        return self._class_level().stats()
-
-    def _class_level(self) -> PolicyCompiled[Any]:
-        if self._through_class is None:
-            self._through_class = _compiled_callable(self.__wrapped__, self._defaults)
-        return self._through_class
-
-    def __repr__(self) -> str:
-        return f"<policy_compiled method {self.__wrapped__.__qualname__}, one per instance>"
-
-
-def _in_class_body(fn: object) -> bool:
-    """A plain function whose qualified name says it is defined in a class body."""
-    if not isinstance(fn, types.FunctionType):
-        return False
-    parts = fn.__qualname__.split(".")
-    return len(parts) > 1 and parts[-2] != "<locals>"
-
-
 def _value(counter: itertools.count[int]) -> int:
     # itertools.count exposes its next value only through its repr: "count(N)".
     return int(repr(counter)[len("count("):-1])
@@ -636,6 +589,6 @@ def policy_compiled(
 def _policy_compiled(fn: Callable[..., R], defaults: CompilePolicy) -> PolicyCompiled[R]:
     if not callable(fn):
         raise TypeError(f"policy_compiled() wraps a callable or nn.Module; got {fn!r}")
-    if _in_class_body(fn):
-        return cast(PolicyCompiled[R], _PerInstance(fn, defaults))
+    if in_class_body(fn):
+        return cast(PolicyCompiled[R], PerInstance(fn, lambda f: _compiled_callable(f, defaults)))
     return _compiled_callable(fn, defaults)

@@ -1,0 +1,145 @@
+"""``@policy_compiled`` on a method in a class body: one compiled object per instance.
+
+Each instance (each agent) gets its own variants, recompile budget, counters and fallbacks,
+made on first access and kept in the instance's ``__dict__``, so that later accesses are a
+plain attribute read. Copies and pickles leave it out (as ``nn.Module.__getstate__`` leaves
+out ``module.compile()``'s): a copy gets its own on first access, never its original's.
+
+    >>> class Agent(torch.nn.Module):
+    ...     @policy_compiled(backend="inductor")
+    ...     def act(self, obs): ...
+    >>> target = copy.deepcopy(agent)   # target.act calls target's own method
+"""
+
+from __future__ import annotations
+
+import copyreg
+import functools
+import threading
+import types
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .compiled import CompileStats, PolicyCompiled
+
+__all__ = ["PerInstance", "in_class_body"]
+
+#: Builds the compiled object for one callable (a bound method, or the function itself).
+Factory = Callable[[Callable[..., Any]], "PolicyCompiled[Any]"]
+
+
+class PerInstance:
+    """The class attribute: makes, on first access from each instance, its compiled object."""
+
+    def __init__(self, fn: Callable[..., Any], make: Factory) -> None:
+        self.__wrapped__ = fn
+        functools.update_wrapper(self, fn)
+        self._make = make
+        self._attr_name: str | None = None
+        self._through_class: PolicyCompiled[Any] | None = None
+        self._lock = threading.Lock()
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._attr_name = name
+        _leave_out_of_copies(owner, name)
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        if self._attr_name is None:  # set on a class after it was made: no __set_name__
+            self._attr_name = self._find_name(type(instance).__mro__)
+        if not hasattr(instance, "__dict__"):
+            raise TypeError(
+                f"@policy_compiled on {self.__wrapped__.__qualname__}: instances of "
+                f"{type(instance).__qualname__} have no __dict__ to keep their own compiled "
+                "object in; allowed: a class with __dict__, or policy_compiled(obj.method) "
+                "per instance"
+            )
+        with self._lock:  # two threads' first accesses must not make two objects
+            bound = instance.__dict__.get(self._attr_name)
+            if not _is_compiled(bound):
+                bound = self._make(self.__wrapped__.__get__(instance, owner))
+                # Shadows this (non-data) descriptor: later accesses are a plain attribute read.
+                instance.__dict__[self._attr_name] = bound
+        return bound
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """A call through the class (``Agent.act(agent, x)``): one object for all of them."""
+        return self._class_level()(*args, **kwargs)
+
+    def stats(self) -> CompileStats:
+        """The counters of calls made through the class (each instance has its own)."""
+        return self._class_level().stats()
+
+    def _class_level(self) -> PolicyCompiled[Any]:
+        with self._lock:
+            if self._through_class is None:
+                self._through_class = self._make(self.__wrapped__)
+            return self._through_class
+
+    def _find_name(self, classes: Iterable[type]) -> str:
+        for cls in classes:
+            for name, value in vars(cls).items():
+                if value is self:
+                    _leave_out_of_copies(cls, name)
+                    return name
+        raise TypeError(f"@policy_compiled on {self.__wrapped__.__qualname__}: not a class attribute")
+
+    def __repr__(self) -> str:
+        return f"<policy_compiled method {self.__wrapped__.__qualname__}, one per instance>"
+
+
+def in_class_body(fn: object) -> bool:
+    """A plain function whose qualified name says it is defined in a class body."""
+    if not isinstance(fn, types.FunctionType):
+        return False
+    parts = fn.__qualname__.split(".")
+    return len(parts) > 1 and parts[-2] != "<locals>"
+
+
+def _leave_out_of_copies(owner: type, name: str) -> None:
+    """Give ``owner`` a ``__getstate__`` that leaves out the per-instance compiled objects.
+
+    ``copy.copy``, ``copy.deepcopy`` and ``pickle`` all take an object's state from
+    ``__getstate__``. Without this, a copy's ``__dict__`` holds the original's object, bound
+    to the original (a deep-copied target network would silently run the online network's
+    method), and pickling fails on it.
+    """
+    existing = owner.__dict__.get("__getstate__")
+    names: set[str] | None = getattr(existing, "_policy_compiled_names", None)
+    if names is not None:  # another policy-compiled method of the same class
+        names.add(name)
+        return
+    names = {name}
+
+    def __getstate__(self: Any) -> Any:
+        state = existing(self) if existing is not None else _inherited_state(owner, self)
+        return _without_compiled(state, names)
+
+    __getstate__._policy_compiled_names = names  # type: ignore[attr-defined]
+    __getstate__.__qualname__ = f"{owner.__qualname__}.__getstate__"
+    setattr(owner, "__getstate__", __getstate__)  # noqa: B010 (plain assignment: mypy refuses)
+
+
+def _inherited_state(owner: type, obj: Any) -> Any:
+    getter = getattr(super(owner, obj), "__getstate__", None)
+    if getter is not None:
+        return getter()
+    # Python 3.10: object has no __getstate__; this is what copy and pickle take instead.
+    slots = {n: getattr(obj, n) for n in copyreg._slotnames(type(obj)) if hasattr(obj, n)}  # type: ignore[attr-defined]
+    return (obj.__dict__, slots) if slots else obj.__dict__
+
+
+def _without_compiled(state: Any, names: set[str]) -> Any:
+    """``state`` without the per-instance compiled objects (a copy: never changes the
+    instance's own ``__dict__``, which the default state is)."""
+    if isinstance(state, tuple) and len(state) == 2 and isinstance(state[0], dict | None):
+        return (_without_compiled(state[0], names), state[1])
+    if not isinstance(state, dict) or not any(_is_compiled(state.get(n)) for n in names):
+        return state
+    return {k: v for k, v in state.items() if not (k in names and _is_compiled(v))}
+
+
+def _is_compiled(value: object) -> bool:
+    return getattr(value, "_policy_state", None) is not None
