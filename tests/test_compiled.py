@@ -6,6 +6,7 @@ import copy
 import pickle
 import sys
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -132,6 +133,48 @@ def test_compile_failure_falls_back_for_that_object_and_key_only(
         broken(x())
     assert broken.stats().compiled_calls == 1
     assert healthy.stats().compiled_calls == 1 and healthy.stats().failures == ()
+
+
+def test_fallen_back_and_compiling_keys_alternate_with_exact_counters(
+    failing: CountingBackend, counting: CountingBackend
+) -> None:
+    step = policy_compiled(lambda t: t.cos(), backend=counting)
+    scope = compile_enabled(backend=failing)
+    with pytest.warns(CompileFallbackWarning), scope:
+        step(x())
+    for _ in range(3):  # the fallen-back key's calls take the hot path from now on
+        with scope:
+            assert torch.allclose(step(x()), x().cos())
+        step(x())
+        with compile_disabled():
+            step(x())
+    stats = step.stats()
+    assert (stats.fallback_calls, stats.compiled_calls, stats.eager_calls) == (4, 3, 3)
+    assert failing.compiles == 1 and counting.compiles == 1
+
+
+@pytest.fixture
+def default_off(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process default as with COMPILE_POLICY=off (read again, and again after)."""
+    monkeypatch.setenv("COMPILE_POLICY", "off")
+    compile_policy.policy.default_frame.cache_clear()  # type: ignore[attr-defined]
+    yield
+    monkeypatch.undo()
+    compile_policy.policy.default_frame.cache_clear()  # type: ignore[attr-defined]
+
+
+@pytest.mark.usefixtures("default_off")
+def test_with_the_default_off_calls_run_the_plain_function_until_a_scope_enables(
+    counting: CountingBackend,
+) -> None:
+    step = policy_compiled(lambda t: t + 1, backend=counting)
+    for _ in range(3):
+        assert torch.equal(step(x()), x() + 1)
+    with compile_enabled():
+        step(x())
+    step(x())
+    assert (step.stats().eager_calls, step.stats().compiled_calls) == (4, 1)
+    assert counting.compiles == 1
 
 
 def test_compile_failure_is_logged(failing: CountingBackend, caplog: pytest.LogCaptureFixture) -> None:

@@ -141,6 +141,10 @@ class _State:
         # it changes in place under the lock (each dict operation is atomic). Empty while
         # any variant is cold; never holds a fallen-back variant.
         self.ready: dict[_Frame | None, Callable[..., Any]] = {}
+        # Stack top -> the counter of a call that runs the plain function for good: the
+        # process default disables compiling (top None), or the top's variant fell back.
+        # The hot path serves these too; a scope that disables is seen before either table.
+        self.plain: dict[_Frame | None, itertools.count[int]] = {}
         self.by_overrides: dict[tuple[object, ...], _Variant] = {}
         self.by_key: dict[CompileOptions, _Variant] = {}
         self.compiler_errors: tuple[type[BaseException], ...] = ()
@@ -156,10 +160,12 @@ class _State:
         process default, fallen-back and cold variants."""
         frame = top or default_frame()
         if not frame.enabled:
+            self.remember_plain(top, self.eager_calls)
             next(self.eager_calls)
             return self.target(*args, **kwargs)
         variant = self.variant_for(frame)
         if variant.fallen_back:
+            self.remember_plain(top, self.fallback_calls)
             next(self.fallback_calls)
             return self.target(*args, **kwargs)
         if not self.all_warm:
@@ -232,6 +238,13 @@ class _State:
                 if len(self.ready) >= _READY_LIMIT:
                     self.ready.clear()
                 self.ready[top] = variant.compiled
+
+    def remember_plain(self, top: _Frame | None, counter: itertools.count[int]) -> None:
+        """Let the hot path run the plain function for this stack top from now on."""
+        with self.lock:
+            if len(self.plain) >= _READY_LIMIT:
+                self.plain.clear()
+            self.plain[top] = counter
 
     # -- building variants ------------------------------------------------------------------
     def variant_for(self, frame: _Frame) -> _Variant:
@@ -383,7 +396,11 @@ def call({params}):
         return target({args})
     compiled = ready.get(top)  # the warm variant this stack top resolves to
     if compiled is None:
-        return state.slow_call(top, {packed})
+        counter = plain.get(top)  # the default disables compiling, or the variant fell back
+        if counter is None:
+            return state.slow_call(top, {packed})
+        next(counter)
+        return target({args})
     runs = graph_runs.cell
     before = runs[0]
     try:
@@ -458,6 +475,7 @@ def _compiled_callable(target: Callable[..., Any], defaults: CompilePolicy) -> P
         "target": target,
         "state": state,
         "ready": state.ready,
+        "plain": state.plain,
         "pushed_top": pushed_top,
         "graph_runs": GRAPH_RUNS,
         "eager_calls": state.eager_calls,
