@@ -61,7 +61,8 @@ def render(rows: list[Row]) -> str:
         )
     lines.append(
         "value: median of all rounds; ratio: median of per-round ratios, each round timing all "
-        "of a table's candidates in one process (call costs pool fresh processes: workers.py)"
+        "of a table's candidates in one process (call costs and the train step pool fresh "
+        "processes: workers.py)"
     )
     return "\n".join(lines)
 
