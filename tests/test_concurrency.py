@@ -86,7 +86,40 @@ def test_eight_threads_five_hundred_calls_each_take_the_right_path() -> None:
     assert stats.compiled_calls == expected_paths[True]
     assert stats.eager_calls == expected_paths[False]
     assert stats.compiled_calls + stats.eager_calls == 8 * 500
-    assert len(stats.variants) == 2 and backend.compiles == 2  # each key compiled once
+    assert len(stats.variants) == 2 and stats.graphs_compiled == backend.compiles
+    if region_id_is_process_global():
+        # Each key is built and first compiled once, but a concurrent call of the other
+        # variant can be looked up in this variant's bucket, and compile there (torch 2.13).
+        assert backend.compiles >= 2
+    else:
+        assert backend.compiles == 2  # each key compiled once
+
+
+def region_id_is_process_global() -> bool:
+    """Whether torch keeps the isolate_recompiles region of the running call in one
+    process-wide value (each compiled call sets it and restores it) rather than per thread."""
+    from torch._dynamo import eval_frame
+
+    setter = getattr(eval_frame, "set_eval_frame_isolate_recompiles_id", None)
+    if setter is None:
+        return False
+    seen: list[int] = []
+    prior = setter(12345)
+    try:
+        thread = threading.Thread(
+            target=lambda: seen.append(eval_frame.get_eval_frame_isolate_recompiles_id())
+        )
+        thread.start()
+        thread.join()
+    finally:
+        setter(prior)
+    return seen == [12345]
+
+
+def test_torch_keeps_the_isolate_recompiles_region_process_wide() -> None:
+    """Pins the torch 2.13 quirk the test above allows for. When this fails, torch keeps
+    the region per thread: the extra compiles are gone, and the test above is strict again."""
+    assert region_id_is_process_global()
 
 
 def test_first_calls_racing_in_threads_compile_each_key_once() -> None:
