@@ -127,7 +127,7 @@ class _State:
     """Everything one policy-compiled callable keeps: variants, counters and failures.
 
     The hot path is the function made by :func:`_compiled_callable`; every rarer path (first
-    calls, cold and fallen-back variants, failures) is a method here.
+    calls, new scopes, cold variants, failures) is a method here.
     """
 
     def __init__(self, target: Callable[..., Any], defaults: CompilePolicy) -> None:
@@ -156,8 +156,8 @@ class _State:
         self.warned_skipped = False
 
     def slow_call(self, top: _Frame | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """Calls the hot path has no warm variant for: first calls, new scopes, a disabled
-        process default, fallen-back and cold variants."""
+        """Calls the hot path has no table entry for: first calls, new scopes, cold variants,
+        and the first call that finds the process default disabled or a variant fallen back."""
         frame = top or default_frame()
         if not frame.enabled:
             self.remember_plain(top, self.eager_calls)
