@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +36,20 @@ class CountingBackend:
             return gm.forward(*args)
 
         return run
+
+
+def run_fresh(
+    command: list[str], *, env: dict[str, str] | None = None, timeout: float = 240,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` in a fresh process whose environment is this one's without the
+    policy's variables (COMPILE_POLICY*, TORCH_COMPILE_DISABLE) and pytest's (PYTEST_*),
+    plus ``env``."""
+    environment = {k: v for k, v in os.environ.items()
+                   if not k.startswith(("COMPILE_POLICY", "TORCH_COMPILE_DISABLE", "PYTEST_"))}
+    environment.update(env or {})
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=environment)
 
 
 @pytest.fixture

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import run_fresh
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -18,12 +19,7 @@ EXAMPLES = ROOT / "examples"
 def run(
     *args: str, timeout: float = 240, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("COMPILE_POLICY", "PYTEST_"))}
-    environment.update(env or {})
-    return subprocess.run(
-        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-        env=environment,
-    )
+    return run_fresh([sys.executable, *args], env=env, timeout=timeout, cwd=ROOT)
 
 
 def test_back_to_back_demo_quick_mode_ends_with_a_measured_summary() -> None:
@@ -87,10 +83,10 @@ def test_module_cli_help() -> None:
 
 def test_ddp_example_under_torchrun_checks_consistency_on_both_ranks() -> None:
     torchrun = Path(sys.executable).with_name("torchrun")
-    result = subprocess.run(
+    result = run_fresh(
         [str(torchrun), "--nproc-per-node", "2", "examples/ddp_train.py", "--steps", "5",
          "--backend", "aot_eager"],
-        cwd=ROOT, capture_output=True, text=True, timeout=240,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for rank in (0, 1):

@@ -17,18 +17,11 @@ from compile_policy import (
     explain,
     use_policy,
 )
+from conftest import run_fresh
 
 
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
-    import os
-
-    environment = {k: v for k, v in os.environ.items()
-                   if k not in ("COMPILE_POLICY", "TORCH_COMPILE_DISABLE")}
-    environment.update(env)
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True, text=True, env=environment, timeout=60,
-    )
+    return run_fresh([sys.executable, "-c", textwrap.dedent(code)], env=env, timeout=60)
 
 
 def test_policy_defaults_leave_everything_but_enabled_unset() -> None:
