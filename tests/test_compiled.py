@@ -401,15 +401,11 @@ def test_copies_leave_out_every_compiled_method_and_keep_the_class_getstate() ->
 
 
 def test_a_method_set_on_a_class_after_it_was_made_is_still_one_per_instance() -> None:
-    class Source:
-        def act(self, t: torch.Tensor) -> torch.Tensor:
-            return t * self.scale
-
     class Late:
         def __init__(self, scale: float) -> None:
             self.scale = scale
 
-    Late.act = policy_compiled(Source.act, backend="eager")  # type: ignore[attr-defined]
+    Late.act = policy_compiled(Agent.act, backend="eager")  # type: ignore[attr-defined]
     first, second = Late(2.0), Late(3.0)
     assert first.act is first.act and first.act is not second.act  # type: ignore[attr-defined]
     assert torch.equal(copy.deepcopy(second).act(x()), x() * 3)  # type: ignore[attr-defined]
