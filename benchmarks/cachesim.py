@@ -1,14 +1,16 @@
-"""Where the compiled-path overhead goes: instructions and L1 cache misses per call, for the
-hot path and for the hot path with one piece taken out, from callgrind's cache simulation
-(deterministic, where wall time on a shared VM is not).
+"""Where the compiled-path overhead goes: instructions, L1 cache misses and mispredicted
+branches per call, for the hot path and for the hot path with one piece taken out, from
+callgrind's cache and branch simulation (deterministic, where wall time on a shared VM is not;
+this VM exposes no hardware counters to ``perf``).
 
     python -m benchmarks.cachesim          # make cachesim; needs valgrind, about 10 minutes
 
 Wall time of the compiled path is not its instruction count: the compiled call evicts the L1
-caches, so every line the wrapper touches misses again on every call. The "est. cycles"
-column charges each L1 miss the L2 latency (``L2_HIT_CYCLES``) on top of one cycle per
-instruction: it ranks the pieces, it does not predict the wall-clock ratio (out-of-order
-execution hides part of a miss; branch mispredictions are not simulated).
+caches and the branch predictor's history, so every line the wrapper touches misses again and
+most of the interpreter's opcode dispatches mispredict, on every call. The "est. cycles" column
+charges each L1 miss the L2 latency (``L2_HIT_CYCLES``) and each misprediction
+``MISPREDICT_CYCLES``, on top of one cycle per instruction: it ranks the pieces; it does not
+predict the wall-clock ratio (out-of-order execution overlaps some of these stalls).
 
 The candidates run in one process under callgrind; a ``time.sleep(0)`` between them makes
 callgrind dump its counters (``--dump-before=time_sleep``), so each dump is one candidate.
@@ -30,8 +32,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-#: Cycles an L1 miss that hits L2 costs (AMD Zen: 12-14; Intel: 12-16).
+#: Cycles an L1 miss that hits L2 costs, and a mispredicted branch (AMD Zen and recent Intel).
 L2_HIT_CYCLES = 13
+MISPREDICT_CYCLES = 17
 CALLS = 300
 
 #: Each variant: the hot path's source with one piece taken out, as (old, new) text.
@@ -122,17 +125,19 @@ def report(counts: dict[str, dict[str, float]]) -> str:
     reference, *_ = counts
     base = counts[reference]
     header = (f"{'per call, over the direct call':<58} {'instr':>7} {'L1i miss':>9} "
-              f"{'L1d miss':>9} {'est. cycles':>12}")
+              f"{'L1d miss':>9} {'mispredict':>10} {'est. cycles':>12}")
     lines = [header, "-" * len(header)]
     for name, c in counts.items():
         d = {event: c[event] - base[event] for event in c}
-        l1d = d["D1mr"] + d["D1mw"]
-        cycles = d["Ir"] + L2_HIT_CYCLES * (d["I1mr"] + l1d)
-        lines.append(f"{name:<58} {d['Ir']:>+7.0f} {d['I1mr']:>+9.0f} {l1d:>+9.0f} {cycles:>+12.0f}")
+        l1d, mispredicted = d["D1mr"] + d["D1mw"], d["Bcm"] + d["Bim"]
+        cycles = d["Ir"] + L2_HIT_CYCLES * (d["I1mr"] + l1d) + MISPREDICT_CYCLES * mispredicted
+        lines.append(f"{name:<58} {d['Ir']:>+7.0f} {d['I1mr']:>+9.0f} {l1d:>+9.0f} "
+                     f"{mispredicted:>+10.0f} {cycles:>+12.0f}")
     lines.append(
         f"the direct call itself: {base['Ir']:,.0f} instructions, {base['I1mr']:,.0f} L1i and "
-        f"{base['D1mr'] + base['D1mw']:,.0f} L1d misses; est. cycles = instructions + "
-        f"{L2_HIT_CYCLES} x L1 misses"
+        f"{base['D1mr'] + base['D1mw']:,.0f} L1d misses, {base['Bcm'] + base['Bim']:,.0f} of "
+        f"{base['Bc'] + base['Bi']:,.0f} branches mispredicted; est. cycles = instructions + "
+        f"{L2_HIT_CYCLES} x L1 misses + {MISPREDICT_CYCLES} x mispredictions"
     )
     return "\n".join(lines)
 
@@ -152,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         prefix, names_path = f"{tmp}/callgrind.out", f"{tmp}/names.json"
-        command = [valgrind, "--tool=callgrind", "--cache-sim=yes", "--dump-before=time_sleep",
+        command = [valgrind, "--tool=callgrind", "--cache-sim=yes", "--branch-sim=yes",
+                   "--dump-before=time_sleep",
                    f"--callgrind-out-file={prefix}", sys.executable, "-m", "benchmarks.cachesim",
                    "--calls", str(args.calls), "--run", names_path]
         done = subprocess.run(command, capture_output=True, text=True)
