@@ -111,6 +111,11 @@ def read_dumps(prefix: str, names: list[str], calls: int) -> dict[str, dict[str,
     """Per-call event counts of each candidate, from callgrind's numbered dump files."""
     dumps = sorted(Path(prefix).parent.glob(Path(prefix).name + ".*"),
                    key=lambda path: int(path.suffix[1:]))
+    if len(dumps) <= len(names):
+        raise RuntimeError(
+            f"callgrind wrote {len(dumps)} dumps for {len(names)} candidates: it finds the "
+            "markers by CPython's C function time_sleep, which a stripped python build lacks"
+        )
     counts = {}
     for name, dump in zip(names, dumps[-len(names):], strict=True):  # the last ones: see run()
         text = dump.read_text()
