@@ -51,18 +51,12 @@ def candidates(backend: str = "inductor") -> tuple[dict[str, Callable[[], Any]],
 
     Every candidate takes the compiled path of the same warm variant in this thread.
     """
-    import torch
-
-    from compile_policy import compiled, policy_compiled
+    from compile_policy import compiled
     from compile_policy.variants import GRAPH_RUNS
 
-    from .cases import _tiny
+    from .cases import _tiny, tiny_compiled
 
-    x = torch.randn(64)
-    wrapped = policy_compiled(_tiny, backend=backend)
-    wrapped(x)
-    [variant] = wrapped._policy_state.by_key.values()  # type: ignore[attr-defined]
-    same = variant.compiled
+    x, wrapped, same = tiny_compiled(backend)
     params, args, packed = compiled._hot_path_signature(_tiny)
     source = compiled._HOT_PATH.format(params=params, args=args, packed=packed)
     # The object's own globals, plus the direct variant and this thread's graph-run cell.
@@ -82,7 +76,7 @@ def candidates(backend: str = "inductor") -> tuple[dict[str, Callable[[], Any]],
         if old not in source:
             raise RuntimeError(f"the hot path no longer contains {old!r}: update PIECES")
         functions[f"hot path {name}"] = build(source.replace(old, new))
-    calls = {name: functools.partial(f, x) for name, f in functions.items()}
+    calls: dict[str, Callable[[], Any]] = {n: functools.partial(f, x) for n, f in functions.items()}
     for call in calls.values():
         call()
     return calls, wrapped

@@ -84,6 +84,20 @@ def _tiny(t: Any) -> Any:
     return torch.sin(t) * 2 + 1
 
 
+def tiny_compiled(backend: str = "inductor") -> tuple[Any, Any, Any]:
+    """``(x, wrapped, same)``: ``policy_compiled(tiny)`` after its first (compiling) call on
+    ``x``, and the torch.compile'd function that object built, to call directly."""
+    import torch
+
+    from compile_policy import policy_compiled
+
+    x = torch.randn(64)
+    wrapped = policy_compiled(_tiny, backend=backend)
+    wrapped(x)
+    [variant] = wrapped._policy_state.by_key.values()  # type: ignore[attr-defined]
+    return x, wrapped, variant.compiled
+
+
 def call_samples(quick: bool) -> dict[str, Samples]:
     """2 and 3. A call through policy_compiled against the direct call, on each path.
 
@@ -93,13 +107,9 @@ def call_samples(quick: bool) -> dict[str, Samples]:
     """
     import torch
 
-    from compile_policy import compile_disabled, policy_compiled
+    from compile_policy import compile_disabled
 
-    x = torch.randn(64)
-    wrapped = policy_compiled(_tiny)
-    wrapped(x)  # compiles (inductor)
-    [variant] = wrapped._policy_state.by_key.values()  # type: ignore[attr-defined]
-    same = variant.compiled
+    x, wrapped, same = tiny_compiled()
     default = torch.compile(_tiny)
     default(x)
     bare_compiled, bare_plain = _BareWrapper(same), _BareWrapper(_tiny)
