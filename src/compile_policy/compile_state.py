@@ -1,0 +1,347 @@
+"""The state behind one policy-compiled callable: its variants, counters and failures.
+
+The hot path (:mod:`compile_policy.hot_path`) serves warm calls from two tables kept here;
+every rarer path (first calls, new scopes, cold variants, failures) is a method of
+:class:`CompileState`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import sys
+import threading
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .errors import CompileFallbackWarning, CompileSkippedWarning, PartialCompileError
+from .policy import CompilePolicy, Fallback, _Frame, default_frame, freeze
+from .stats import CompileFailure, CompileStats, counter_value
+from .variants import (
+    GRAPH_RUNS,
+    CompileOptions,
+    build_variant,
+    compiler_errors,
+    user_error_at_trace,
+)
+
+__all__ = ["CompileState"]
+
+logger = logging.getLogger("compile_policy")
+
+
+class _Variant:
+    """The compiled form of one object for one options key, and its state."""
+
+    __slots__ = ("compiled", "failure", "fallen_back", "key", "ran_graphs", "warm")
+
+    def __init__(self, key: CompileOptions, compiled: Callable[..., Any]) -> None:
+        self.key = key
+        self.compiled = compiled
+        self.failure: CompileFailure | None = None
+        self.fallen_back = False
+        self.ran_graphs = False
+        self.warm = False  # a call has completed (or it fell back): its compile is done
+
+
+
+#: The most stack tops the hot path remembers per object (a scope made anew in a loop
+#: would otherwise keep adding new ones).
+_READY_LIMIT = 64
+
+
+class CompileState:
+    """Everything one policy-compiled callable keeps: variants, counters and failures.
+
+    The hot path is the function made by :func:`compile_policy.hot_path.make_hot_path`;
+    every rarer path (first calls, new scopes, cold variants, failures) is a method here.
+    """
+
+    def __init__(self, target: Callable[..., Any], defaults: CompilePolicy) -> None:
+        self.target = target
+        self.defaults = defaults
+        self.lock = threading.Lock()  # the variant tables and `ready` change under it
+        self.warming = threading.RLock()  # compiled calls take turns while a variant is cold
+        self.all_warm = True
+        # Stack top (a frame, or None: no scope, the process default) -> the warm compiled
+        # variant it resolves to, for the hot path. The hot path reads it without the lock;
+        # it changes in place under the lock (each dict operation is atomic). Empty while
+        # any variant is cold; never holds a fallen-back variant.
+        self.ready: dict[_Frame | None, Callable[..., Any]] = {}
+        # Stack top -> the counter of a call that runs the plain function for good: the
+        # process default disables compiling (top None), or the top's variant fell back.
+        # The hot path serves these too; a scope that disables is seen before either table.
+        self.plain: dict[_Frame | None, itertools.count[int]] = {}
+        self.by_overrides: dict[tuple[object, ...], _Variant] = {}
+        self.by_key: dict[CompileOptions, _Variant] = {}
+        self.compiler_errors: tuple[type[BaseException], ...] = ()
+        # Counters: `next()` on an itertools.count is one C call, so concurrent increments
+        # are never lost, with no lock on the hot path.
+        self.compiled_calls, self.eager_calls = itertools.count(), itertools.count()
+        self.fallback_calls, self.skipped_calls = itertools.count(), itertools.count()
+        self.graphs_compiled = itertools.count()
+        self.warned_skipped = False
+
+    def slow_call(self, top: _Frame | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Calls the hot path has no table entry for: first calls, new scopes, cold variants,
+        and the first call that finds the process default disabled or a variant fallen back."""
+        frame = top or default_frame()
+        if not frame.enabled:
+            self.remember_plain(top, self.eager_calls)
+            next(self.eager_calls)
+            return self.target(*args, **kwargs)
+        variant = self.variant_for(frame)
+        if variant.fallen_back:
+            self.remember_plain(top, self.fallback_calls)
+            next(self.fallback_calls)
+            return self.target(*args, **kwargs)
+        if not self.all_warm:
+            # While a variant is cold, this object's compiled calls take turns. Dynamo does
+            # not deduplicate compiles racing in several threads (8 racing first calls
+            # compiled 8 times), and with isolate_recompiles a compile that overlaps a call
+            # of another wrapper of the same code recompiles again and again (13-17 times
+            # seen, torch 2.13).
+            with self.warming:
+                return self.call_compiled(variant, top, frame, args, kwargs)
+        return self.call_compiled(variant, top, frame, args, kwargs)
+
+    def call_compiled(
+        self,
+        variant: _Variant,
+        top: _Frame | None,
+        frame: _Frame,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        runs = GRAPH_RUNS.cell
+        before = runs[0]
+        try:
+            out = variant.compiled(*args, **kwargs)
+        except self.compiler_errors as exc:
+            error = exc
+        else:
+            if runs[0] != before:
+                next(self.compiled_calls)
+                if not variant.ran_graphs:
+                    variant.ran_graphs = True
+                    self.mark_warm(variant)
+            else:
+                self.skipped_call(variant)
+            self.remember(top, variant)
+            return out
+        # Outside the except block, so that an eager error is not chained to the compile one.
+        return self.on_compile_error(variant, error, runs[0] != before, frame, args, kwargs)
+
+    def compile_error_in_call(
+        self,
+        top: _Frame | None,
+        error: BaseException,
+        ran_before: bool,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """A warm variant's call raised a compiler error (a recompile failed)."""
+        frame = top or default_frame()
+        return self.on_compile_error(self.variant_for(frame), error, ran_before, frame, args, kwargs)
+
+    def skipped_in_call(self, top: _Frame | None) -> None:
+        """A warm variant's call ran no compiled graph."""
+        self.skipped_call(self.variant_for(top or default_frame()))
+
+    def skipped_call(self, variant: _Variant) -> None:
+        """Dynamo ran a call the policy compiled without running any compiled graph."""
+        next(self.skipped_calls)
+        if not variant.warm:
+            self.mark_warm(variant)  # nothing is being compiled: no race to guard
+        if variant.ran_graphs and not self.warned_skipped:
+            self.warn_skipped(variant)
+
+    def remember(self, top: _Frame | None, variant: _Variant) -> None:
+        """Let the hot path call ``variant`` for this stack top from now on."""
+        if top in self.ready or not (self.all_warm and variant.warm):
+            return
+        with self.lock:
+            if self.all_warm and variant.warm and not variant.fallen_back:
+                if len(self.ready) >= _READY_LIMIT:
+                    self.ready.clear()
+                self.ready[top] = variant.compiled
+
+    def remember_plain(self, top: _Frame | None, counter: itertools.count[int]) -> None:
+        """Let the hot path run the plain function for this stack top from now on."""
+        with self.lock:
+            if len(self.plain) >= _READY_LIMIT:
+                self.plain.clear()
+            self.plain[top] = counter
+
+    # -- building variants ------------------------------------------------------------------
+    def variant_for(self, frame: _Frame) -> _Variant:
+        variant = self.by_overrides.get(frame.overrides)  # known arguments: no lock
+        if variant is not None:
+            return variant
+        key, options = self.merged(frame.effective)
+        with self.lock:
+            variant = self.by_key.get(key)
+            if variant is None:
+                compiled = build_variant(
+                    self.target, key, options, self.graphs_compiled.__next__
+                )
+                self.compiler_errors = compiler_errors()
+                variant = self.by_key[key] = _Variant(key, compiled)
+                self.all_warm = False
+                self.ready.clear()  # every compiled call takes the slow path while it is cold
+            self.by_overrides[frame.overrides] = variant
+        return variant
+
+    def merged(self, policy: CompilePolicy) -> tuple[CompileOptions, Mapping[str, object] | None]:
+        """Policy fields over this object's own arguments."""
+        own = self.defaults
+
+        def pick(name: str) -> Any:
+            value = getattr(policy, name)
+            return value if value is not None else getattr(own, name)
+
+        options = pick("options")
+        key = CompileOptions(
+            pick("backend") or "inductor",
+            pick("mode"),
+            bool(pick("fullgraph")),
+            pick("dynamic"),
+            freeze(options),
+        )
+        return key, options
+
+    def mark_warm(self, variant: _Variant) -> None:
+        with self.lock:
+            variant.warm = True
+            self.all_warm = all(v.warm for v in self.by_key.values())
+
+    # -- failures ---------------------------------------------------------------------------
+    def on_compile_error(
+        self,
+        variant: _Variant,
+        error: BaseException,
+        ran_before: bool,
+        frame: _Frame,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        fallback: Fallback = frame.effective.fallback or self.defaults.fallback or "eager"
+        # Dynamo reports an error raised by the user's own ops while tracing as this type.
+        user_error = isinstance(error, user_error_at_trace())
+        if fallback == "raise":
+            if not user_error:
+                self.record(variant, error, fell_back=False)
+            raise error
+        if ran_before:
+            if user_error:
+                raise error
+            self.record(variant, error, fell_back=True)
+            raise PartialCompileError(
+                f"{self.name()}: compiling a later graph failed after compiled graphs of "
+                "this call had already run (a graph break splits the call); re-running it "
+                "eagerly would repeat their side effects, so this call raises. Later calls "
+                f"run eagerly for {variant.key.describe()}. Compile the whole step "
+                "(forward, backward, optimizer step) as one graph, or fix the graph break "
+                f"(TORCH_LOGS=graph_breaks). Compiler error: {type(error).__name__}"
+            ) from error
+        # Nothing of this call ran compiled, so the eager run is the judge: if it fails too,
+        # the error is the user's own and propagates, with no fallback recorded.
+        out = self.target(*args, **kwargs)
+        self.record(variant, error, fell_back=True)
+        next(self.fallback_calls)
+        return out
+
+    def record(self, variant: _Variant, error: BaseException, *, fell_back: bool) -> None:
+        with self.lock:
+            first = variant.failure is None
+            if first:
+                variant.failure = CompileFailure(variant.key, error, fell_back)
+            newly_fallen_back = fell_back and not variant.fallen_back
+            variant.fallen_back = variant.fallen_back or fell_back
+            if newly_fallen_back:
+                self.ready.clear()  # refilled lazily, never with this variant
+        if fell_back:
+            self.mark_warm(variant)  # it will not compile again
+        if not newly_fallen_back:
+            if first:
+                logger.info("%s: compile failed for %s (%s); fallback='raise' re-raises",
+                            self.name(), variant.key.describe(), _summary(error))
+            return
+        logger.warning(
+            "%s: compile failed for %s (%s); this object runs eagerly for these options",
+            self.name(), variant.key.describe(), _summary(error),
+        )
+        logger.debug("%s: the compile error", self.name(), exc_info=error)
+        warnings.warn(
+            f"{self.name()}: compile failed ({_summary(error)}); running eagerly for "
+            f"{variant.key.describe()} on this object only",
+            CompileFallbackWarning,
+            stacklevel=_outside_this_module(),
+        )
+
+    def warn_skipped(self, variant: _Variant) -> None:
+        self.warned_skipped = True
+        message = (
+            f"{self.name()}: the policy says compile ({variant.key.describe()}), but Dynamo "
+            "ran this call without compiled code after it had run compiled before "
+            "(recompile limit hit? see TORCH_LOGS=recompiles)"
+        )
+        logger.warning(message)
+        warnings.warn(message, CompileSkippedWarning, stacklevel=_outside_this_module())
+
+    # -- introspection ----------------------------------------------------------------------
+    def stats(self) -> CompileStats:
+        """A snapshot of this object's counters."""
+        with self.lock:
+            variants = tuple(self.by_key.values())
+            return CompileStats(
+                compiled_calls=counter_value(self.compiled_calls),
+                eager_calls=counter_value(self.eager_calls),
+                fallback_calls=counter_value(self.fallback_calls),
+                skipped_calls=counter_value(self.skipped_calls),
+                graphs_compiled=counter_value(self.graphs_compiled),
+                variants=tuple(v.key for v in variants),
+                failures=tuple(v.failure for v in variants if v.failure is not None),
+            )
+
+    def name(self) -> str:
+        return f"policy_compiled({_name_of(self.target)})"
+
+
+
+def _name_of(target: object) -> str:
+    return getattr(target, "__qualname__", None) or type(target).__name__
+
+
+#: Frames of this package (and of the generated hot path, see hot_path.HOT_PATH_FILE) are
+#: skipped when a warning is attributed to the user's call.
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_HOT_PATH_PREFIX = "<policy_compiled hot path"
+
+
+def _outside_this_module() -> int:
+    """``stacklevel`` for a warning raised in the caller: the first frame outside this
+    package (the user's call), whichever path (fast, slow, failure) led here."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and _in_this_package(frame.f_code.co_filename):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _in_this_package(filename: str) -> bool:
+    return filename.startswith((_PACKAGE_DIR, _HOT_PATH_PREFIX))
+
+
+def _summary(error: BaseException) -> str:
+    """One line naming the compiler error and, for a backend failure, its cause."""
+    inner = getattr(error, "inner_exception", None) or error.__cause__
+    text = f"{type(error).__name__}"
+    if inner is not None:
+        text += f" from {type(inner).__name__}: {inner}"
+    else:
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        text += f": {first_line}"
+    return text
+

@@ -1,0 +1,150 @@
+"""The hot path of a policy-compiled callable: a generated function over its state.
+
+A plain function, as ``torch.compile`` returns for a function, so that a call costs one
+Python function call and a few C calls (a callable object's ``__call__`` alone costs more
+than the whole policy check).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import linecache
+import sys
+import types
+from collections.abc import Callable
+from typing import Any
+
+from .compile_state import CompileState
+from .policy import CompilePolicy, pushed_top
+from .variants import GRAPH_RUNS
+
+__all__ = ["HOT_PATH", "HOT_PATH_FILE", "make_hot_path"]
+
+
+# The hot path, as source text. It is compiled once per object with the wrapped function's
+# own parameter list where it has a plain one (`def step(x, y)`), so that a call passes its
+# arguments on as they came: no *args tuple and **kwargs dict per call, and CPython makes
+# the calls in and out without entering a nested interpreter loop. Measured with callgrind
+# on the tiny benchmark function: 4,200 -> 1,260 instructions over the plain call on the
+# eager path, 4,100 -> 2,500 over the direct compiled call. Other callables get
+# `*args, **kwargs`. One template serves both, so there is one hot path to read.
+HOT_PATH = """\
+def call({params}):
+    top = pushed_top()
+    if top is not None and not top.enabled:  # a scope disabled compiling
+        next(eager_calls)
+        return target({args})
+    compiled = ready.get(top)  # the warm variant this stack top resolves to
+    if compiled is None:
+        counter = plain.get(top)  # the default disables compiling, or the variant fell back
+        if counter is None:
+            return state.slow_call(top, {packed})
+        next(counter)
+        return target({args})
+    runs = graph_runs.cell
+    before = runs[0]
+    try:
+        out = compiled({args})
+    except state.compiler_errors as exc:
+        error = exc
+    else:
+        if runs[0] == before:
+            state.skipped_in_call(top)
+        else:
+            next(compiled_calls)
+        return out
+    # Outside the except block, so that an eager error is not chained to the compile one.
+    return state.compile_error_in_call(top, error, runs[0] != before, {packed})
+"""
+HOT_PATH_FILE = "<policy_compiled hot path{}>"  # its frames in tracebacks; see linecache
+_GENERIC = ("*args, **kwargs", "*args, **kwargs", "args, kwargs")
+
+
+def _hot_path_signature(target: object) -> tuple[str, str, str]:
+    """``(params, args, packed)`` to fill :data:`HOT_PATH` for ``target``.
+
+    Its own parameters where it is a plain function or bound method whose parameters are
+    all positional without defaults; keyword calls stay valid (binding is the same) and a
+    wrong call gets Python's own TypeError. Anything else (defaults, ``*args``, keyword-only
+    parameters, modules, whose hooks see how arguments were passed) is generic.
+    """
+    function = target.__func__ if isinstance(target, types.MethodType) else target
+    bound = function is not target
+    if not isinstance(function, types.FunctionType) or function.__defaults__:
+        return _GENERIC
+    code = function.__code__
+    if code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS) or code.co_kwonlyargcount:
+        return _GENERIC
+    names = code.co_varnames[: code.co_argcount]
+    if bound:
+        names = names[1:]  # `self` is already in the method
+    if not _names_in_hot_path().isdisjoint(names):
+        return _GENERIC
+    positional_only = code.co_posonlyargcount - bound
+    params = list(names)
+    if positional_only > 0:
+        params.insert(positional_only, "/")
+    args = ", ".join(names)
+    return ", ".join(params), args, f"({args}{',' if names else ''}), {{}}"
+
+
+@functools.lru_cache(maxsize=256)
+def _hot_path_code(params: str, args: str, packed: str) -> types.CodeType:
+    """The hot path compiled for one parameter list (each list once: compiling takes 0.2 ms)."""
+    source = HOT_PATH.format(params=params, args=args, packed=packed)
+    filename = HOT_PATH_FILE.format(f" ({params})")
+    # So that tracebacks through the hot path show its lines (one entry per parameter list).
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    module = compile(source, filename, "exec")
+    [code] = (c for c in module.co_consts if isinstance(c, types.CodeType))
+    return code
+
+
+@functools.cache
+def _names_in_hot_path() -> frozenset[str]:
+    """Names the hot path uses itself: a parameter named like one would shadow it."""
+    code = _hot_path_code("", "", "")
+    return frozenset(code.co_names + code.co_varnames)
+
+
+def make_hot_path(target: Callable[..., Any], defaults: CompilePolicy) -> Any:
+    """The function users call, over a new :class:`CompileState` for ``target``."""
+    state = CompileState(target, defaults)
+    # The hot path's globals: each name it reads is one dict lookup, cached by CPython.
+    namespace: dict[str, Any] = {
+        "target": target,
+        "state": state,
+        "ready": state.ready,
+        "plain": state.plain,
+        "pushed_top": pushed_top,
+        "graph_runs": GRAPH_RUNS,
+        "eager_calls": state.eager_calls,
+        "compiled_calls": state.compiled_calls,
+    }
+    call: Any = types.FunctionType(_hot_path_code(*_hot_path_signature(target)), namespace)
+
+    def traced_call(*args: Any, **kwargs: Any) -> Any:
+        return target(*args, **kwargs)
+
+    if _is_module(target):
+        call.__name__ = call.__qualname__ = type(target).__name__
+        call.__doc__ = type(target).__doc__
+        call.__wrapped__ = target
+    else:
+        functools.update_wrapper(call, target)
+    call.stats = state.stats
+    # Inside an outer torch.compile, Dynamo inlines `traced_call` instead of `call` (it
+    # follows `_torchdynamo_inline`, as for torch.compile's own wrappers): the plain callable
+    # is traced into the outer graph, and the ContextVar read (a graph break, an error under
+    # fullgraph=True) is never traced. At run time this costs nothing, and unlike
+    # torch.compiler.is_compiling() it is not fooled by another thread compiling.
+    call._torchdynamo_inline = traced_call
+    call._policy_state = state
+    return call
+
+
+
+def _is_module(obj: object) -> bool:
+    nn = getattr(sys.modules.get("torch"), "nn", None)  # no torch loaded: no module
+    return nn is not None and isinstance(obj, nn.Module)

@@ -1,0 +1,54 @@
+"""What a policy-compiled object reports: :class:`CompileStats` and :class:`CompileFailure`.
+
+    >>> step(x); s = step.stats()
+    >>> s.compiled_calls, s.eager_calls, s.fallback_calls
+    (1, 0, 0)
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from .variants import CompileOptions
+
+__all__ = ["CompileFailure", "CompileStats"]
+
+
+@dataclass(frozen=True)
+class CompileFailure:
+    """One compile failure of one object: the options key it happened for, and why."""
+
+    key: CompileOptions
+    exception: BaseException
+    fell_back: bool  # False under fallback="raise": the error was re-raised
+
+
+@dataclass(frozen=True)
+class CompileStats:
+    """A snapshot of a :class:`PolicyCompiled` object's counters (each read once; calls
+    running in other threads meanwhile may land in some counters and not yet in others).
+
+    - ``compiled_calls``: calls in which compiled graphs actually ran.
+    - ``eager_calls``: calls the policy ran as the plain function (compile disabled).
+    - ``fallback_calls``: calls run eagerly because this object's compile failed for the key.
+    - ``skipped_calls``: calls the policy compiled but Dynamo ran without any compiled
+      graph (recompile limit hit, a frame Dynamo skipped, or no tensor work at all).
+    - ``graphs_compiled``: graphs the backend compiled (a graph break makes two).
+    - ``variants``: the options keys built so far; ``failures``: what failed, per key.
+    """
+
+    compiled_calls: int
+    eager_calls: int
+    fallback_calls: int
+    skipped_calls: int
+    graphs_compiled: int
+    variants: tuple[CompileOptions, ...]
+    failures: tuple[CompileFailure, ...]
+
+
+
+def counter_value(counter: itertools.count[int]) -> int:
+    """The next value of ``counter``, i.e. how many times it was advanced."""
+    # itertools.count exposes its next value only through its repr: "count(N)".
+    return int(repr(counter)[len("count("):-1])
