@@ -74,6 +74,20 @@ def worker(rank: int, port: int, out_dir: str) -> None:
         results["decorated"] = decorated()
 
     results["consistent_again"] = outcome(lambda: check_consistent(step))
+
+    # Rank 0's policy cannot be written as data (a set): every rank raises, none waits.
+    unsendable = compile_enabled(options={"passes": {"a", "b"}}) if rank == 0 else compile_enabled()
+
+    def broadcast_unsendable() -> None:
+        with unsendable, broadcast_policy(src=0, timeout=datetime.timedelta(seconds=20)):
+            pass
+
+    results["unsendable"] = outcome(broadcast_unsendable)
+    options = {"shape": (1, (2, 3)), "sizes": [4], "scale": 1.0, "count": 1, "flag": True}
+    with compile_enabled(options=options) if rank == 0 else compile_disabled():
+        with broadcast_policy(src=0):
+            received = current_policy().options or {}
+            results["typed"] = repr({k: (type(v).__name__, v) for k, v in sorted(received.items())})
     if rank == 0:  # rank 1 never joins: an error after the timeout, not a hang
         results["missing_rank"] = outcome(
             lambda: check_consistent(step, timeout=datetime.timedelta(seconds=3))

@@ -11,12 +11,7 @@ from typing import Any
 import pytest
 
 from compile_policy import CompilePolicy, PolicyError
-from compile_policy.distributed import (
-    PolicyMismatchError,
-    _backend_name,
-    _policy_from_data,
-    _policy_to_data,
-)
+from compile_policy.distributed import PolicyMismatchError
 
 TIMEOUT = 90.0
 
@@ -83,16 +78,31 @@ def test_a_missing_rank_is_an_error_not_a_hang(ranks: list[dict[str, str]]) -> N
     assert ranks[0]["missing_rank"] != "ok"
 
 
+def test_a_policy_rank_0_cannot_send_raises_on_every_rank_without_waiting(
+    ranks: list[dict[str, str]],
+) -> None:
+    for result in ranks:
+        assert result["unsendable"].startswith("PolicyError"), result["unsendable"]
+        assert "options['passes']" in result["unsendable"] and "set" in result["unsendable"]
+    assert "raised there too" in ranks[1]["unsendable"]
+
+
+def test_broadcast_options_keep_their_types(ranks: list[dict[str, str]]) -> None:
+    expected = {"count": ("int", 1), "flag": ("bool", True), "scale": ("float", 1.0),
+                "shape": ("tuple", (1, (2, 3))), "sizes": ("list", [4])}
+    assert ranks[0]["typed"] == ranks[1]["typed"] == repr(expected)
+
+
 def test_policy_round_trips_with_a_named_callable_backend() -> None:
     policy = CompilePolicy(enabled=True, backend=free_port, options={"a": 1}, fallback="eager")
-    data = json.loads(json.dumps(_policy_to_data(policy)))
-    assert data["backend"] == {"callable": f"{__name__}:free_port"}
-    assert _policy_from_data(data) == policy
+    data = json.loads(json.dumps(policy.to_dict()))
+    assert data["backend"] == f"{__name__}:free_port"
+    assert CompilePolicy.from_dict(data) == policy
 
 
 def test_an_unnameable_callable_backend_is_a_clear_error() -> None:
-    with pytest.raises(PolicyError, match="importable qualified name"):
-        _backend_name(lambda gm, inputs: gm)
+    with pytest.raises(PolicyError, match="importable module:qualname"):
+        CompilePolicy(backend=lambda gm, inputs: gm).to_dict()
 
 
 def test_mismatch_error_is_a_runtime_error() -> None:

@@ -82,6 +82,10 @@ class CompileState:
         self.compiled_calls, self.eager_calls = itertools.count(), itertools.count()
         self.fallback_calls, self.skipped_calls = itertools.count(), itertools.count()
         self.graphs_compiled = itertools.count()
+        # Recompiles of a warm variant may run in several threads at once: a lock of its
+        # own, since the backend runs inside the user's call, where any lock may be held.
+        self.compile_seconds = 0.0
+        self.seconds_lock = threading.Lock()
         self.warned_skipped = False
 
     def slow_call(self, top: _Frame | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -184,9 +188,7 @@ class CompileState:
         with self.lock:
             variant = self.by_key.get(key)
             if variant is None:
-                compiled = build_variant(
-                    self.target, key, options, self.graphs_compiled.__next__
-                )
+                compiled = build_variant(self.target, key, options, self.graph_compiled)
                 self.compiler_errors = compiler_errors()
                 variant = self.by_key[key] = _Variant(key, compiled)
                 self.all_warm = False
@@ -211,6 +213,13 @@ class CompileState:
             freeze(options),
         )
         return key, options
+
+    def graph_compiled(self, seconds: float, ok: bool) -> None:
+        """The backend compiled a graph (or failed to), taking ``seconds``."""
+        if ok:
+            next(self.graphs_compiled)
+        with self.seconds_lock:
+            self.compile_seconds += seconds
 
     def mark_warm(self, variant: _Variant) -> None:
         with self.lock:
@@ -304,6 +313,7 @@ class CompileState:
                 graphs_compiled=counter_value(self.graphs_compiled),
                 variants=tuple(v.key for v in variants),
                 failures=tuple(v.failure for v in variants if v.failure is not None),
+                compile_seconds=self.compile_seconds,
             )
 
     def name(self) -> str:

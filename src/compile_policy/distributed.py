@@ -1,9 +1,10 @@
 """Every rank makes the same compile decision: check it, or adopt rank ``src``'s policy.
 
-torch.distributed is imported lazily. State is exchanged as JSON bytes in uint8 tensors with
-plain tensor collectives: ``all_gather_object``/``broadcast_object_list`` need numpy, which
-neither torch 2.13 nor this package depends on. Every collective waits at most ``timeout``
-(default: the process group's own), so a missing rank is an error, never a hang.
+torch.distributed is imported lazily. State is exchanged as JSON bytes (a policy as its
+``to_dict()``) in uint8 tensors with plain tensor collectives: ``all_gather_object`` and
+``broadcast_object_list`` need numpy, which neither torch 2.13 nor this package depends on.
+Every collective waits at most ``timeout`` (default: the process group's own), so a missing
+rank is an error, never a hang.
 
     from compile_policy.distributed import broadcast_policy, check_consistent
 
@@ -16,15 +17,14 @@ neither torch 2.13 nor this package depends on. Every collective waits at most `
 from __future__ import annotations
 
 import datetime
-import importlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from . import policy as _policy
 from .compiled import PolicyCompiled
 from .errors import PolicyError
-from .policy import FIELD_NAMES, CompilePolicy, current_policy
+from .policy import CompilePolicy, current_policy
 from .scopes import _wrap
 
 __all__ = ["PolicyMismatchError", "broadcast_policy", "check_consistent", "policy_state"]
@@ -37,51 +37,6 @@ class PolicyMismatchError(RuntimeError):
 
     Raised on every rank, with a table of rank -> policy/state.
     """
-
-
-# -- encoding policies ---------------------------------------------------------------------
-def _backend_name(backend: object) -> object:
-    """A backend as data: its name, or ``{"callable": "module:qualname"}``."""
-    if backend is None or isinstance(backend, str):
-        return backend
-    module = getattr(backend, "__module__", None)
-    qualname = getattr(backend, "__qualname__", None)
-    if not module or not qualname or "<" in qualname:
-        raise PolicyError(
-            f"backend={backend!r} cannot be sent to other ranks: a callable backend is "
-            "exchanged by its importable qualified name (module:qualname); allowed: a backend "
-            "name, or a module-level function or class"
-        )
-    return {"callable": f"{module}:{qualname}"}
-
-
-def _backend_from(data: object) -> object:
-    if not isinstance(data, dict):
-        return data
-    module_name, _, qualname = str(data["callable"]).partition(":")
-    try:
-        target: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError) as error:
-        raise PolicyError(
-            f"backend {data['callable']!r} from another rank cannot be imported here: {error}"
-        ) from error
-    return target
-
-
-def _policy_to_data(policy: CompilePolicy) -> dict[str, object]:
-    data: dict[str, object] = {name: getattr(policy, name) for name in FIELD_NAMES}
-    data["backend"] = _backend_name(policy.backend)
-    if policy.options is not None:
-        data["options"] = dict(policy.options)
-    return data
-
-
-def _policy_from_data(data: Mapping[str, Any]) -> CompilePolicy:
-    fields = dict(data)
-    fields["backend"] = _backend_from(fields["backend"])
-    return CompilePolicy(**fields)
 
 
 def policy_state(*compiled_fns: PolicyCompiled[Any]) -> dict[str, object]:
@@ -97,15 +52,11 @@ def policy_state(*compiled_fns: PolicyCompiled[Any]) -> dict[str, object]:
             keys[key.describe()] = state
         objects.append({"name": getattr(fn, "__qualname__", repr(fn)), "keys": keys})
     policy = current_policy()
-    described = {name: repr(value) for name, value in _policy_to_data_lenient(policy).items()}
-    return {"policy": described, "objects": objects}
-
-
-def _policy_to_data_lenient(policy: CompilePolicy) -> dict[str, object]:
     try:
-        return _policy_to_data(policy)
-    except PolicyError:  # an unnameable backend can still be compared by its repr
-        return {name: getattr(policy, name) for name in FIELD_NAMES}
+        fields: dict[str, object] = policy.to_dict()  # a callable backend by its name
+    except PolicyError:  # one that cannot be named can still be compared by its repr
+        fields = policy.set_fields()
+    return {"policy": {name: repr(value) for name, value in fields.items()}, "objects": objects}
 
 
 # -- collectives ---------------------------------------------------------------------------
@@ -199,8 +150,9 @@ class broadcast_policy:
         >>> with broadcast_policy(src=0):
         ...     train_step(batch)             # every rank decides as rank 0 does
 
-    A callable backend is exchanged by its importable qualified name; one that cannot be
-    named (a lambda, a local function) is a :class:`PolicyError`.
+    The policy travels as its :meth:`~CompilePolicy.to_dict` data, so option values keep
+    their types. A policy that cannot be written as data (a lambda backend, a ``set`` in
+    ``options``) is a :class:`PolicyError` on every rank.
     """
 
     def __init__(
@@ -213,11 +165,24 @@ class broadcast_policy:
     def _adopt(self) -> _policy._Frame | None:
         import torch.distributed as dist
 
-        payload = b""
+        payload, failure = b"", None
         if dist.get_rank() == self.src:
-            payload = json.dumps(_policy_to_data(current_policy())).encode()
-        policy = _policy_from_data(json.loads(_broadcast_bytes(payload, self.src, self.group,
-                                                              self.timeout)))
+            try:
+                message: dict[str, object] = {"policy": current_policy().to_dict()}
+            except PolicyError as error:
+                # Sent all the same, so that every rank raises, instead of the others
+                # waiting for a policy until the timeout.
+                failure, message = error, {"error": str(error)}
+            payload = json.dumps(message).encode()
+        received = json.loads(_broadcast_bytes(payload, self.src, self.group, self.timeout))
+        if failure is not None:
+            raise failure
+        if "error" in received:
+            raise PolicyError(
+                f"rank {self.src}'s effective policy cannot be sent to the other ranks (it "
+                f"raised there too): {received['error']}"
+            )
+        policy = CompilePolicy.from_dict(received["policy"])
         saved = _policy.pushed_top()
         # Over nothing but the process default, and setting every field: rank src's
         # effective policy exactly, whatever scopes this rank had.

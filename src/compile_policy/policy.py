@@ -13,6 +13,7 @@ and shared by threads without keeping any per-use state of its own.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import sys
@@ -123,6 +124,53 @@ class CompilePolicy:
     def __repr__(self) -> str:
         shown = ", ".join(f"{name}={value!r}" for name, value in self.set_fields().items())
         return f"CompilePolicy({shown})"
+
+    # -- as text and as data (compile_policy.policy_text) --------------------------------
+    @classmethod
+    def parse(cls, text: str) -> CompilePolicy:
+        """The policy a text spells: a switch word (``on``/``off``/``1``/``0``/``true``/
+        ``false``) or a mode name first, then ``key=value`` items; bad text is a
+        :class:`PolicyError` naming the bad part.
+
+            >>> CompilePolicy.parse("max-autotune, fallback=raise")
+            CompilePolicy(enabled=True, mode='max-autotune', fallback='raise')
+        """
+        from .policy_text import parse_policy
+
+        return parse_policy(text)
+
+    def __str__(self) -> str:
+        """The canonical text: ``CompilePolicy.parse(str(p)) == p`` (without options or a
+        callable backend, which text cannot carry).
+
+            >>> str(CompilePolicy(backend="aot_eager", fullgraph=True))
+            'on,backend=aot_eager,fullgraph=true'
+        """
+        from .policy_text import format_policy
+
+        return format_policy(self)
+
+    def to_dict(self) -> dict[str, object]:
+        """The fields this policy sets, as JSON-safe data (for configs and checkpoints).
+
+            >>> CompilePolicy(enabled=False, options={"shape": (1, 2)}).to_dict()
+            {'enabled': False, 'options': {'shape': {'$tuple': [1, 2]}}}
+        """
+        from .policy_text import policy_to_dict
+
+        return policy_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> CompilePolicy:
+        """The inverse of :meth:`to_dict`; an unknown key is a ``TypeError``, a bad value a
+        :class:`PolicyError`.
+
+            >>> CompilePolicy.from_dict({"enabled": True, "backend": "eager"})
+            CompilePolicy(enabled=True, backend='eager')
+        """
+        from .policy_text import policy_from_dict
+
+        return policy_from_dict(data)
 
 
 assert tuple(f.name for f in fields(CompilePolicy)) == FIELD_NAMES
@@ -236,22 +284,26 @@ def _default_frame() -> _Frame:
 
     ``functools.cache`` does not cache an exception, so a bad value raises on every use.
     """
-    enabled = True
+    from .policy_text import parse_policy
+
+    policy = CompilePolicy()
     sources = []
     raw = os.environ.get(ENV_VAR)
     if raw is not None:
-        enabled = _parse_switch(ENV_VAR, raw)
+        policy = parse_policy(raw, source=f"environment variable {ENV_VAR}=")
         sources.append(f"{ENV_VAR}={raw!r}")
     raw_torch = os.environ.get(TORCH_ENV_VAR)
     if raw_torch is not None and raw_torch.strip():
         # torch itself skips compiling when this is 1, so it can only turn us off.
         if _parse_switch(TORCH_ENV_VAR, raw_torch):
-            enabled = False
+            policy = dataclasses.replace(policy, enabled=False)
         sources.append(f"{TORCH_ENV_VAR}={raw_torch!r}")
     where = "environment " + ", ".join(sources) if sources else "built-in default"
-    frame = _Frame(None, CompilePolicy(enabled=enabled), "process default", where)
-    frame._effective = frame.layer  # the bottom of every stack: nothing to merge over
-    frame._overrides = (None, None, None, None, None)  # it sets no compile argument
+    frame = _Frame(None, policy, "process default", where)
+    frame._effective = policy  # the bottom of every stack: nothing to merge over
+    # The compile arguments the environment sets (none by default), as every frame keys them.
+    frame._overrides = (policy.backend, policy.mode, policy.fullgraph, policy.dynamic,
+                        freeze(policy.options))
     return frame
 
 

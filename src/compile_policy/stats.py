@@ -35,6 +35,9 @@ class CompileStats:
     - ``skipped_calls``: calls the policy compiled but Dynamo ran without any compiled
       graph (recompile limit hit, a frame Dynamo skipped, or no tensor work at all).
     - ``graphs_compiled``: graphs the backend compiled (a graph break makes two).
+    - ``compile_seconds``: wall time the backend spent compiling graphs (failed ones too),
+      summed over the variants; 0.0 before the first compile, unchanged by warm calls.
+      Dynamo's tracing before the backend runs is not included.
     - ``variants``: the options keys built so far; ``failures``: what failed, per key.
     """
 
@@ -45,6 +48,7 @@ class CompileStats:
     graphs_compiled: int
     variants: tuple[CompileOptions, ...]
     failures: tuple[CompileFailure, ...]
+    compile_seconds: float = 0.0
 
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -94,9 +95,12 @@ def build_variant(
     target: Callable[..., Any],
     key: CompileOptions,
     options: Mapping[str, object] | None,
-    on_graph_compiled: Callable[[], object],
+    on_graph_compiled: Callable[[float, bool], object],
 ) -> Callable[..., Any]:
     """``torch.compile(target, ...)`` for ``key``, whose graphs count their runs.
+
+    ``on_graph_compiled(seconds, ok)`` is told of every graph the backend compiled (``ok``)
+    or failed to compile, with the wall time the backend took.
 
     Configuration errors (unknown backend, ``mode`` with ``options``) are raised here as
     :class:`PolicyError`: they are never a reason to fall back silently.
@@ -140,15 +144,20 @@ def build_variant(
 class _CountingBackend:
     """A backend that compiles with ``real`` and wraps each graph to count its runs."""
 
-    def __init__(self, real: Any, on_graph_compiled: Callable[[], object]) -> None:
+    def __init__(self, real: Any, on_graph_compiled: Callable[[float, bool], object]) -> None:
         self.real = real
         # torch names the backend by __name__ in its messages (BackendCompilerFailed).
         self.__name__ = str(getattr(real, "compiler_name", None) or _name_of(real))
         self.on_graph_compiled = on_graph_compiled
 
     def __call__(self, gm: Any, example_inputs: Any) -> Callable[..., Any]:
-        compiled = self.real(gm, example_inputs)
-        self.on_graph_compiled()
+        start = time.perf_counter()
+        try:
+            compiled = self.real(gm, example_inputs)
+        except BaseException:
+            self.on_graph_compiled(time.perf_counter() - start, False)  # time spent all the same
+            raise
+        self.on_graph_compiled(time.perf_counter() - start, True)
         # Dynamo wraps whatever a backend returns in its own `disable` wrapper; inductor's
         # graph already is one. Call the function inside, so that a run pays for one
         # wrapper, not two (unwrapping as torch's innermost_fn does).

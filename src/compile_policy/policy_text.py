@@ -1,0 +1,346 @@
+"""Policies as text and as data: :meth:`CompilePolicy.parse`, ``str(policy)``,
+:meth:`CompilePolicy.to_dict` and :meth:`CompilePolicy.from_dict`.
+
+Each field is described once, in ``_FIELDS``: how its value reads and writes in text, and how
+it is written to JSON-safe data and read back. Text is comma-separated: a switch word or a
+mode name first (optional), then ``key=value`` items.
+
+    >>> from compile_policy import CompilePolicy
+    >>> p = CompilePolicy.parse("on, backend=aot_eager, fallback=raise")
+    >>> str(p)
+    'on,backend=aot_eager,fallback=raise'
+    >>> CompilePolicy.from_dict(p.to_dict()) == p
+    True
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from . import policy as _policy
+from .errors import PolicyError
+
+__all__ = ["format_policy", "parse_policy", "policy_from_dict", "policy_to_dict"]
+
+_NONE = "none"
+_SWITCH_WORDS = _policy._ON + _policy._OFF
+# A backend name as torch registers them ("inductor", "aot_eager", "tvm", ...). Only the
+# shape is checked here: the registry is consulted on the first compiled call (it needs torch).
+_BACKEND_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
+# Tags for the values JSON cannot carry with their type; a dict whose keys could be read as
+# a tag is itself tagged, so no user dict is ever mistaken for one.
+_TUPLE, _FLOAT, _DICT, _NAME = "$tuple", "$float", "$dict", "$name"
+
+
+class _Bad(ValueError):
+    """A value that is not allowed for its field (turned into a PolicyError by the caller)."""
+
+
+class _Field:
+    """How one field reads from and writes to text, and to and from JSON-safe data."""
+
+    in_text = True
+
+    def __init__(self, allowed: str) -> None:
+        self.allowed = allowed  # for error messages: the values this field takes in text
+
+    def read(self, raw: str) -> object:
+        raise NotImplementedError
+
+    def write(self, value: Any) -> str:
+        return str(value)
+
+    def encode(self, value: Any) -> object:
+        return value
+
+    def decode(self, data: object) -> object:
+        return data  # the constructor validates
+
+
+class _Switch(_Field):
+    def __init__(self) -> None:
+        super().__init__(", ".join(_SWITCH_WORDS) + " (any case), none")
+
+    def read(self, raw: str) -> object:
+        word = raw.lower()
+        if word in _policy._ON:
+            return True
+        if word in _policy._OFF:
+            return False
+        raise _Bad
+
+    def write(self, value: Any) -> str:
+        return "true" if value else "false"
+
+
+class _Choice(_Field):
+    def __init__(self, words: tuple[str, ...]) -> None:
+        super().__init__(", ".join(words) + ", none")
+        self.words = words
+
+    def read(self, raw: str) -> object:
+        if raw.lower() not in self.words:
+            raise _Bad
+        return raw.lower()
+
+
+class _Backend(_Field):
+    def __init__(self) -> None:
+        super().__init__(
+            "a backend name (torch.compiler.list_backends()) or none; a callable backend "
+            "only in Python or in policy data (from_dict)"
+        )
+
+    def read(self, raw: str) -> object:
+        if not _BACKEND_NAME.fullmatch(raw):
+            raise _Bad
+        return raw
+
+    def write(self, value: Any) -> str:
+        return value if isinstance(value, str) else _callable_name(value, lenient=True)
+
+    def encode(self, value: Any) -> object:
+        if isinstance(value, str):
+            # A name with ":" would read back as "module:qualname": tag it.
+            return {_NAME: value} if ":" in value else value
+        return _callable_name(value, lenient=False)
+
+    def decode(self, data: object) -> object:
+        if isinstance(data, dict) and data.keys() == {_NAME} and isinstance(data[_NAME], str):
+            return data[_NAME]
+        if not isinstance(data, str):
+            raise PolicyError(
+                f"backend={data!r} is not allowed in policy data; allowed: a backend name, "
+                f"'module:qualname' of a callable backend, or {{{_NAME!r}: name}}"
+            )
+        return _import_callable(data) if ":" in data else data
+
+
+class _Options(_Field):
+    in_text = False
+
+    def __init__(self) -> None:
+        super().__init__("options cannot be given in text")
+
+    def write(self, value: Any) -> str:
+        return repr(dict(value))
+
+    def encode(self, value: Any) -> object:
+        return {str(key): _encode(item, f"options[{key!r}]") for key, item in value.items()}
+
+    def decode(self, data: object) -> object:
+        if not isinstance(data, dict):
+            raise PolicyError(f"options={data!r} is not allowed in policy data; allowed: a dict")
+        return {key: _decode(item, f"options[{key!r}]") for key, item in data.items()}
+
+
+def _fields() -> dict[str, _Field]:
+    known: dict[str, _Field] = {
+        "enabled": _Switch(),
+        "backend": _Backend(),
+        "mode": _Choice(_policy.MODES),
+        "fullgraph": _Switch(),
+        "dynamic": _Switch(),
+        "options": _Options(),
+        "fallback": _Choice(_policy.FALLBACKS),
+    }
+    stances: tuple[str, ...] | None = getattr(_policy, "STANCES", None)
+    if stances is not None:
+        known["stance"] = _Choice(stances)
+    # Every field of CompilePolicy is described here: a new field must be too.
+    assert set(known) == set(_policy.FIELD_NAMES), (sorted(known), _policy.FIELD_NAMES)
+    return {name: known[name] for name in _policy.FIELD_NAMES}
+
+
+_FIELDS = _fields()
+#: The keys of ``key=value`` items (``enabled`` is the leading switch word).
+TEXT_KEYS = tuple(name for name, field in _FIELDS.items() if field.in_text and name != "enabled")
+
+
+# -- text --------------------------------------------------------------------------------
+def _grammar() -> str:
+    keys = "; ".join(f"{name}={_FIELDS[name].allowed}" for name in TEXT_KEYS)
+    return (
+        f"comma-separated items, first a switch word ({', '.join(_SWITCH_WORDS)}, "
+        f"any case) or a mode name ({', '.join(_policy.MODES)}) or neither, then key=value items: {keys}"
+    )
+
+
+def parse_policy(text: object, source: str = "text ") -> _policy.CompilePolicy:
+    """The policy ``text`` spells (see :meth:`CompilePolicy.parse`); ``source`` names where
+    the text came from, in the error message."""
+
+    def bad(problem: str, allowed: str | None = None) -> PolicyError:
+        return PolicyError(
+            f"{source}{text!r} is not a compile policy: {problem}; allowed: {allowed or _grammar()}"
+        )
+
+    if not isinstance(text, str):
+        raise PolicyError(f"{source}{text!r} is not a compile policy: it must be a str")
+    if not text.strip():
+        raise bad("the text is empty")
+    values: dict[str, object] = {}
+    for position, raw_item in enumerate(text.split(",")):
+        item = raw_item.strip()
+        if not item:
+            raise bad(f"item {position + 1} is empty (a stray comma?)")
+        key, has_value, raw_value = (part.strip() for part in item.partition("="))
+        if not has_value:
+            if position:
+                raise bad(f"{item!r} is not a key=value item (only the first item may be a bare word)")
+            word = item.lower()
+            if word in _SWITCH_WORDS:
+                values["enabled"] = word in _policy._ON
+            elif word in _policy.MODES:
+                values["mode"] = word
+            else:
+                raise bad(f"{item!r} is neither a switch word nor a mode name")
+            continue
+        name = key.lower()
+        if name == "options":
+            raise bad("options cannot be given in text (they are a mapping); set them in Python "
+                      "(CompilePolicy(options=...)) or in policy data (CompilePolicy.from_dict)")
+        if name not in TEXT_KEYS:
+            raise bad(f"unknown key {key!r} in {item!r}")
+        if name in values:
+            raise bad(f"{name} is given twice (in {item!r})")
+        field = _FIELDS[name]
+        if raw_value.lower() == _NONE:
+            values[name] = None
+            continue
+        try:
+            values[name] = field.read(raw_value)
+        except _Bad:
+            raise bad(f"{name}={raw_value!r} is not allowed", f"{name}={field.allowed}") from None
+    try:
+        return _policy.CompilePolicy(**values)  # type: ignore[arg-type]
+    except PolicyError as error:  # a combination the constructor refuses
+        raise bad(str(error)) from None
+
+
+def format_policy(policy: _policy.CompilePolicy) -> str:
+    """The canonical text of ``policy`` (see ``CompilePolicy.__str__``)."""
+    items = ["on" if policy.enabled else "off"]
+    for name, value in policy.set_fields().items():
+        if name != "enabled":
+            items.append(f"{name}={_FIELDS[name].write(value)}")
+    return ",".join(items)
+
+
+# -- data --------------------------------------------------------------------------------
+def policy_to_dict(policy: _policy.CompilePolicy) -> dict[str, object]:
+    """The JSON-safe data of ``policy`` (see :meth:`CompilePolicy.to_dict`)."""
+    return {name: _FIELDS[name].encode(value) for name, value in policy.set_fields().items()}
+
+
+def policy_from_dict(data: object) -> _policy.CompilePolicy:
+    """The policy ``data`` describes (see :meth:`CompilePolicy.from_dict`)."""
+    if not isinstance(data, Mapping):
+        raise TypeError(f"CompilePolicy.from_dict() takes a dict (from to_dict()); got {data!r}")
+    unknown = sorted(str(key) for key in data if key not in _FIELDS)
+    if unknown:
+        raise TypeError(
+            f"CompilePolicy.from_dict() got unknown key(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(_FIELDS)}"
+        )
+    values = {name: None if value is None else _FIELDS[name].decode(value) for name, value in data.items()}
+    if values.get("enabled", True) is None:
+        raise PolicyError("enabled=None is not allowed in policy data; allowed: true, false")
+    return _policy.CompilePolicy(**values)  # type: ignore[arg-type]
+
+
+_ALLOWED_VALUES = (
+    "None, bool, int, float, str, and lists, tuples and dicts with str keys of these"
+)
+
+
+def _encode(value: object, where: str) -> object:
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {_FLOAT: repr(value)}
+    if isinstance(value, list):
+        return [_encode(item, f"{where}[{n}]") for n, item in enumerate(value)]
+    if isinstance(value, tuple):
+        return {_TUPLE: [_encode(item, f"{where}[{n}]") for n, item in enumerate(value)]}
+    if isinstance(value, Mapping):
+        if not all(isinstance(key, str) for key in value):
+            raise PolicyError(
+                f"{where}={value!r} cannot be written as policy data: its keys must be str; "
+                f"allowed values: {_ALLOWED_VALUES}"
+            )
+        encoded = {key: _encode(item, f"{where}[{key!r}]") for key, item in value.items()}
+        return {_DICT: encoded} if any(key.startswith("$") for key in value) else encoded
+    raise PolicyError(
+        f"{where}={value!r} ({type(value).__name__}) cannot be written as policy data; "
+        f"allowed values: {_ALLOWED_VALUES}"
+    )
+
+
+def _decode(data: object, where: str) -> object:
+    if data is None or isinstance(data, (bool, int, float, str)):
+        return data
+    if isinstance(data, list):
+        return [_decode(item, f"{where}[{n}]") for n, item in enumerate(data)]
+    if isinstance(data, dict):
+        if len(data) == 1:
+            (tag, inner), = data.items()
+            if tag == _TUPLE and isinstance(inner, list):
+                return tuple(_decode(item, f"{where}[{n}]") for n, item in enumerate(inner))
+            if tag == _FLOAT and inner in ("nan", "inf", "-inf"):
+                return float(inner)
+            if tag == _DICT and isinstance(inner, dict):
+                return {key: _decode(item, f"{where}[{key!r}]") for key, item in inner.items()}
+        if any(isinstance(key, str) and key.startswith("$") for key in data):
+            raise PolicyError(
+                f"{where}={data!r} is not valid policy data: a key starting with '$' is a tag "
+                f"({_TUPLE!r}: list, {_FLOAT!r}: 'nan'/'inf'/'-inf', {_DICT!r}: dict), alone in its dict"
+            )
+        return {key: _decode(item, f"{where}[{key!r}]") for key, item in data.items()}
+    raise PolicyError(f"{where}={data!r} is not valid policy data; allowed: JSON values")
+
+
+# -- callable backends -------------------------------------------------------------------
+def _callable_name(backend: Callable[..., Any], *, lenient: bool) -> str:
+    """``module:qualname`` of a callable backend, checked to import back to itself."""
+    module = getattr(backend, "__module__", None)
+    qualname = getattr(backend, "__qualname__", None)
+    if isinstance(module, str) and isinstance(qualname, str):
+        try:
+            found = _resolve(module, qualname)
+        except (ImportError, AttributeError):
+            found = None
+        if found is backend or found == backend:  # a bound method is made anew on access
+            return f"{module}:{qualname}"
+    if lenient:
+        return repr(backend)
+    raise PolicyError(
+        f"backend={backend!r} cannot be written as policy data: a callable backend is written "
+        "as its importable module:qualname, and this one does not import back to itself; "
+        "allowed: a backend name, or a module-level function or class"
+    )
+
+
+def _resolve(module: str, qualname: str) -> object:
+    target: object = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    return target
+
+
+def _import_callable(reference: str) -> object:
+    module, _, qualname = reference.partition(":")
+    try:
+        target = _resolve(module, qualname)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise PolicyError(
+            f"backend={reference!r} in policy data cannot be imported: {error}; allowed: a "
+            "backend name, or 'module:qualname' of an importable callable"
+        ) from error
+    if not callable(target):
+        raise PolicyError(f"backend={reference!r} in policy data names {target!r}, which is not callable")
+    return target
