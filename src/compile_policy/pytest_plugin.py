@@ -23,11 +23,11 @@ import pytest
 from . import policy as _policy
 from .errors import PolicyError, PolicyLeakWarning
 from .policy import CompilePolicy, current_policy, explain
+from .policy_text import parse_policy
 from .scopes import _SETTABLE
 
 __all__ = ["PolicyFixture"]
 
-_SWITCH = {"on": True, "off": False}
 _LEAK_MODES = ("error", "warn", "off")
 
 
@@ -50,10 +50,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("compile-policy", "compile policy (torch.compile on/off)")
     group.addoption(
         "--compile-policy",
-        choices=sorted(_SWITCH),
         default=None,
-        help="baseline compile policy for every test: on or off "
-        "(default: ini compile_policy, else COMPILE_POLICY / TORCH_COMPILE_DISABLE)",
+        help="baseline compile policy for every test: on, off, or a policy text such as "
+        "max-autotune or on,backend=aot_eager (default: ini compile_policy, else "
+        "COMPILE_POLICY / TORCH_COMPILE_DISABLE)",
     )
     group.addoption(
         "--compile-policy-leaks",
@@ -62,7 +62,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="a test that leaves a policy scope active: report it as a teardown error "
         "(error, the default), warn, or only restore the baseline silently (off)",
     )
-    parser.addini("compile_policy", "baseline compile policy for every test: on or off")
+    parser.addini("compile_policy", "baseline compile policy for every test (see --compile-policy)")
     parser.addini("compile_policy_leaks", "error, warn or off (see --compile-policy-leaks)")
 
 
@@ -88,22 +88,24 @@ def pytest_configure(config: pytest.Config) -> None:
         f"fields: {', '.join(_SETTABLE)}",
     )
     option = config.getoption("compile_policy")
-    ini = _ini_choice(config, "compile_policy", tuple(_SWITCH))
+    ini = str(config.getini("compile_policy")).strip() or None
     leaks = config.getoption("compile_policy_leaks") or _ini_choice(
         config, "compile_policy_leaks", _LEAK_MODES
     ) or "error"
     if option is not None:
-        source, switch = f"pytest option --compile-policy={option}", option
+        source, switch, label = f"pytest option --compile-policy={option}", option, "--compile-policy="
     elif ini is not None:
-        source, switch = f"pytest ini compile_policy = {ini}", ini
+        source, switch, label = f"pytest ini compile_policy = {ini}", ini, "ini option compile_policy = "
     else:
-        source, switch = "", None
+        source, switch, label = "", None, ""
     state = _RunState(None, source, leaks)
     state.saved = _policy.pushed_top()
     if switch is not None:
-        state.baseline = _policy.chain(
-            state.saved, CompilePolicy(enabled=_SWITCH[switch]), "pytest baseline", source
-        )
+        try:
+            layer = parse_policy(switch, source=label)
+        except PolicyError as error:
+            raise pytest.UsageError(str(error)) from None
+        state.baseline = _policy.chain(state.saved, layer, "pytest baseline", source)
         # Tests run in the main thread, in this context: they all start from here.
         _policy.set_top(state.baseline)
     else:
