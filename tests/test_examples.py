@@ -48,6 +48,20 @@ def test_notebook_code_cells_run_in_order_in_one_namespace() -> None:
         exec(compile("".join(cell["source"]), f"notebook cell {number}", "exec"), namespace)
 
 
+def test_config_and_checkpoint_example_restores_the_policy_from_the_checkpoint() -> None:
+    result = run("examples/config_and_checkpoint.py", "--quick",
+                 "--compile", "on, backend=eager,fallback=raise")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert "with compile policy on,backend=eager,fallback=raise: loss" in lines[0]
+    assert "'compile': {'enabled': True, 'backend': 'eager', 'fallback': 'raise'}" in lines[1]
+    assert re.fullmatch(
+        r"resumed at step 5 with compile policy on,backend=eager,fallback=raise \(same as saved: "
+        r"True\); final loss \d+\.\d+; compiled calls 10, eager 0", lines[-1]
+    ), lines[-1]
+    assert result.stderr.strip() == "", result.stderr[-3000:]
+
+
 def test_pytest_example_project_passes_on_two_workers() -> None:
     result = run("-m", "pytest", "-n", "2", "-q", "examples/pytest_project", "-p", "no:cacheprovider")
     assert result.returncode == 0, result.stdout[-3000:]
