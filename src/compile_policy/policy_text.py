@@ -27,7 +27,8 @@ from .errors import PolicyError
 __all__ = ["format_policy", "parse_policy", "policy_from_dict", "policy_to_dict"]
 
 _NONE = "none"
-_SWITCH_WORDS = _policy._ON + _policy._OFF
+_ON, _OFF = ("on", "1", "true"), ("off", "0", "false")  # any case, as COMPILE_POLICY always took
+_SWITCH_WORDS = _ON + _OFF
 # A backend name as torch registers them ("inductor", "aot_eager", "tvm", ...). Only the
 # shape is checked here: the registry is consulted on the first compiled call (it needs torch).
 _BACKEND_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
@@ -67,9 +68,9 @@ class _Switch(_Field):
 
     def read(self, raw: str) -> object:
         word = raw.lower()
-        if word in _policy._ON:
+        if word in _ON:
             return True
-        if word in _policy._OFF:
+        if word in _OFF:
             return False
         raise _Bad
 
@@ -194,7 +195,7 @@ def parse_policy(text: object, source: str = "text ") -> _policy.CompilePolicy:
                 raise bad(f"{item!r} is not a key=value item (only the first item may be a bare word)")
             word = item.lower()
             if word in _SWITCH_WORDS:
-                values["enabled"] = word in _policy._ON
+                values["enabled"] = word in _ON
             elif word in _policy.MODES:
                 values["mode"] = word
             else:
