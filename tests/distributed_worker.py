@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import sys
+import types
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -83,6 +85,21 @@ def worker(rank: int, port: int, out_dir: str) -> None:
             pass
 
     results["unsendable"] = outcome(broadcast_unsendable)
+
+    # A callable backend only rank 0 can import: rank 1 cannot read the policy, so no rank
+    # runs the body (rank 0 alone would hang in the body's first collective).
+    unreadable = compile_enabled()
+    if rank == 0:
+        only_here = types.ModuleType("rank0_only_backends")
+        exec("def backend(gm, example_inputs):\n    return gm.forward\n", only_here.__dict__)
+        sys.modules["rank0_only_backends"] = only_here
+        unreadable = compile_enabled(backend=only_here.backend)
+
+    def broadcast_unreadable() -> None:
+        with unreadable, broadcast_policy(src=0, timeout=datetime.timedelta(seconds=20)):
+            pass
+
+    results["unreadable"] = outcome(broadcast_unreadable)
     options = {"shape": (1, (2, 3)), "sizes": [4], "scale": 1.0, "count": 1, "flag": True}
     with compile_enabled(options=options) if rank == 0 else compile_disabled():
         with broadcast_policy(src=0):

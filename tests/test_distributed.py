@@ -87,6 +87,12 @@ def test_a_policy_rank_0_cannot_send_raises_on_every_rank_without_waiting(
     assert "raised there too" in ranks[1]["unsendable"]
 
 
+def test_a_policy_one_rank_cannot_read_raises_on_every_rank(ranks: list[dict[str, str]]) -> None:
+    for result in ranks:
+        assert result["unreadable"].startswith("PolicyError: not every rank could adopt rank 0's")
+        assert "rank 1: PolicyError: backend='rank0_only_backends:backend'" in result["unreadable"]
+
+
 def test_broadcast_options_keep_their_types(ranks: list[dict[str, str]]) -> None:
     expected = {"count": ("int", 1), "flag": ("bool", True), "scale": ("float", 1.0),
                 "shape": ("tuple", (1, (2, 3))), "sizes": ("list", [4])}

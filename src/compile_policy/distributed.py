@@ -152,7 +152,8 @@ class broadcast_policy:
 
     The policy travels as its :meth:`~CompilePolicy.to_dict` data, so option values keep
     their types. A policy that cannot be written as data (a lambda backend, a ``set`` in
-    ``options``) is a :class:`PolicyError` on every rank.
+    ``options``), or that some rank cannot read back (a callable backend it cannot import),
+    is a :class:`PolicyError` on every rank.
     """
 
     def __init__(
@@ -177,18 +178,34 @@ class broadcast_policy:
         received = json.loads(_broadcast_bytes(payload, self.src, self.group, self.timeout))
         if failure is not None:
             raise failure
-        if "error" in received:
+        if "error" in received:  # every rank knows it from the broadcast: no more collectives
             raise PolicyError(
                 f"rank {self.src}'s effective policy cannot be sent to the other ranks (it "
                 f"raised there too): {received['error']}"
             )
-        policy = CompilePolicy.from_dict(received["policy"])
+        policy, problem = self._read(received["policy"])
+        # A rank that cannot read it (a callable backend its code cannot import) would leave
+        # the others to run the body alone, and hang in its first collective: agree first.
+        problems = _all_gather_bytes(problem.encode(), self.group, self.timeout)
+        if policy is None or any(problems):
+            ranks = (dist.get_process_group_ranks(self.group) if self.group is not None
+                     else range(len(problems)))
+            failed = "; ".join(f"rank {rank}: {text.decode()}"
+                               for rank, text in zip(ranks, problems, strict=True) if text)
+            raise PolicyError(f"not every rank could adopt rank {self.src}'s policy: {failed}")
         saved = _policy.pushed_top()
         # Over nothing but the process default, and setting every field: rank src's
         # effective policy exactly, whatever scopes this rank had.
         _policy.set_top(_policy.chain(None, policy, f"broadcast_policy(src={self.src})",
                                       f"rank {self.src}'s effective policy"))
         return saved
+
+    @staticmethod
+    def _read(data: object) -> tuple[CompilePolicy | None, str]:
+        try:
+            return CompilePolicy.from_dict(data), ""  # type: ignore[arg-type]
+        except (PolicyError, TypeError) as error:
+            return None, f"{type(error).__name__}: {error}"
 
     def __enter__(self) -> None:
         self._saved.append(self._adopt())
