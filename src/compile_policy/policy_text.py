@@ -255,21 +255,24 @@ def policy_from_dict(data: object) -> _policy.CompilePolicy:
 
 
 _ALLOWED_VALUES = (
-    "None, bool, int, float, str, and lists, tuples and dicts with str keys of these"
+    "None, bool, int, float, str, and lists, tuples and dicts with str keys of these "
+    "(exactly these types, not subclasses)"
 )
 
 
 def _encode(value: object, where: str) -> object:
-    if value is None or isinstance(value, (bool, int, str)):
+    # Exact types: a subclass (an IntEnum, a named tuple) would come back as its base type,
+    # which is not the same option value (options compare with their types).
+    if value is None or type(value) in (bool, int, str):
         return value
-    if isinstance(value, float):
+    if type(value) is float:
         return value if math.isfinite(value) else {_FLOAT: repr(value)}
-    if isinstance(value, list):
+    if type(value) is list:
         return [_encode(item, f"{where}[{n}]") for n, item in enumerate(value)]
-    if isinstance(value, tuple):
+    if type(value) is tuple:
         return {_TUPLE: [_encode(item, f"{where}[{n}]") for n, item in enumerate(value)]}
-    if isinstance(value, Mapping):
-        if not all(isinstance(key, str) for key in value):
+    if type(value) is dict:
+        if not all(type(key) is str for key in value):
             raise PolicyError(
                 f"{where}={value!r} cannot be written as policy data: its keys must be str; "
                 f"allowed values: {_ALLOWED_VALUES}"
