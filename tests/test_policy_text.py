@@ -170,8 +170,10 @@ def same_typed(a: object, b: object) -> bool:
 
 
 def test_data_round_trips_through_json_for_every_policy_with_types_kept() -> None:
-    policies = all_policies(backend=[None, "eager", module_backend, BackendClass], options=OPTIONS)
-    assert len(policies) > 9_000
+    # Every field set and unset with every kind of value; each mode's text is covered above.
+    fewer = {name: values[:2] for name, values in _values().items() if name in ("mode", "fallback", "stance")}
+    policies = all_policies(backend=[None, "eager", module_backend, BackendClass], options=OPTIONS, **fewer)
+    assert len(policies) > 2_000
     for policy in policies:
         data = policy.to_dict()
         text = json.dumps(data, allow_nan=False)  # strict JSON: no NaN/Infinity literals
@@ -284,7 +286,8 @@ def probe():
     except PolicyError as error:
         return {"error": str(error)}
     step = policy_compiled(lambda x: x * 2)
-    with compile_enabled(backend="eager"):  # a scope overrides one field, inherits the rest
+    step(torch.ones(2))  # no scope: the process default's fields alone
+    with compile_enabled(dynamic=False):  # a scope sets one field and inherits the rest
         step(torch.ones(2))
     keys = [key._asdict() for key in step.stats().variants]
     return {"policy": repr(p), "explain": explain(), "keys": keys}
@@ -307,17 +310,19 @@ def test_compile_policy_env_var_takes_the_whole_grammar() -> None:
     ]
     result = run_fresh(
         [sys.executable, "-c", textwrap.dedent(ENV_PROBE), json.dumps(later)],
-        env={"COMPILE_POLICY": " on, backend=aot_eager, fullgraph=true, fallback=raise"}, timeout=120,
+        env={"COMPILE_POLICY": " on, backend=eager, fullgraph=true, fallback=raise"}, timeout=120,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     first, disabled, options, bad = json.loads(result.stdout)
     assert first["policy"] == (
-        "CompilePolicy(enabled=True, backend='aot_eager', fullgraph=True, fallback='raise')"
+        "CompilePolicy(enabled=True, backend='eager', fullgraph=True, fallback='raise')"
     )
-    assert ("process default at environment COMPILE_POLICY=' on, backend=aot_eager, fullgraph=true, "
-            "fallback=raise': enabled=True, backend='aot_eager', fullgraph=True, fallback='raise'"
+    assert ("process default at environment COMPILE_POLICY=' on, backend=eager, fullgraph=true, "
+            "fallback=raise': enabled=True, backend='eager', fullgraph=True, fallback='raise'"
             in first["explain"])
-    assert [(k["backend"], k["fullgraph"]) for k in first["keys"]] == [("eager", True)]
+    assert [(k["backend"], k["fullgraph"], k["dynamic"]) for k in first["keys"]] == [
+        ("eager", True, None), ("eager", True, False),
+    ]
     assert disabled["policy"] == "CompilePolicy(enabled=False, mode='max-autotune')"
     assert "COMPILE_POLICY='max-autotune', TORCH_COMPILE_DISABLE='1'" in disabled["explain"]
     assert disabled["keys"] == [] or all(k["mode"] == "max-autotune" for k in disabled["keys"])
