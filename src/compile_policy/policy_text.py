@@ -15,14 +15,13 @@ mode name first (optional), then ``key=value`` items.
 
 from __future__ import annotations
 
-import importlib
-import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from . import policy as _policy
 from .errors import PolicyError
+from .json_values import callable_name, decode_value, encode_value, import_callable
 
 __all__ = ["format_policy", "parse_policy", "policy_from_dict", "policy_to_dict"]
 
@@ -32,9 +31,8 @@ _SWITCH_WORDS = _ON + _OFF
 # A backend name as torch registers them ("inductor", "aot_eager", "tvm", ...). Only the
 # shape is checked here: the registry is consulted on the first compiled call (it needs torch).
 _BACKEND_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
-# Tags for the values JSON cannot carry with their type; a dict whose keys could be read as
-# a tag is itself tagged, so no user dict is ever mistaken for one.
-_TUPLE, _FLOAT, _DICT, _NAME = "$tuple", "$float", "$dict", "$name"
+# A backend *name* with ":" is tagged: a plain str with ":" is a callable's module:qualname.
+_NAME = "$name"
 
 
 class _Bad(ValueError):
@@ -102,13 +100,13 @@ class _Backend(_Field):
         return raw
 
     def write(self, value: Any) -> str:
-        return value if isinstance(value, str) else _callable_name(value, lenient=True)
+        return value if isinstance(value, str) else callable_name(value, lenient=True)
 
     def encode(self, value: Any) -> object:
         if isinstance(value, str):
             # A name with ":" would read back as "module:qualname": tag it.
             return {_NAME: value} if ":" in value else value
-        return _callable_name(value, lenient=False)
+        return callable_name(value, lenient=False)
 
     def decode(self, data: object) -> object:
         if isinstance(data, dict) and data.keys() == {_NAME} and isinstance(data[_NAME], str):
@@ -118,7 +116,7 @@ class _Backend(_Field):
                 f"backend={data!r} is not allowed in policy data; allowed: a backend name, "
                 f"'module:qualname' of a callable backend, or {{{_NAME!r}: name}}"
             )
-        return _import_callable(data) if ":" in data else data
+        return import_callable(data) if ":" in data else data
 
 
 class _Options(_Field):
@@ -131,12 +129,12 @@ class _Options(_Field):
         return repr(dict(value))
 
     def encode(self, value: Any) -> object:
-        return {str(key): _encode(item, f"options[{key!r}]") for key, item in value.items()}
+        return {str(key): encode_value(item, f"options[{key!r}]") for key, item in value.items()}
 
     def decode(self, data: object) -> object:
         if not isinstance(data, dict):
             raise PolicyError(f"options={data!r} is not allowed in policy data; allowed: a dict")
-        return {key: _decode(item, f"options[{key!r}]") for key, item in data.items()}
+        return {key: decode_value(item, f"options[{key!r}]") for key, item in data.items()}
 
 
 def _fields() -> dict[str, _Field]:
@@ -252,99 +250,3 @@ def policy_from_dict(data: object) -> _policy.CompilePolicy:
     if values.get("enabled", True) is None:
         raise PolicyError("enabled=None is not allowed in policy data; allowed: true, false")
     return _policy.CompilePolicy(**values)  # type: ignore[arg-type]
-
-
-_ALLOWED_VALUES = (
-    "None, bool, int, float, str, and lists, tuples and dicts with str keys of these "
-    "(exactly these types, not subclasses)"
-)
-
-
-def _encode(value: object, where: str) -> object:
-    # Exact types: a subclass (an IntEnum, a named tuple) would come back as its base type,
-    # which is not the same option value (options compare with their types).
-    if value is None or type(value) in (bool, int, str):
-        return value
-    if type(value) is float:
-        return value if math.isfinite(value) else {_FLOAT: repr(value)}
-    if type(value) is list:
-        return [_encode(item, f"{where}[{n}]") for n, item in enumerate(value)]
-    if type(value) is tuple:
-        return {_TUPLE: [_encode(item, f"{where}[{n}]") for n, item in enumerate(value)]}
-    if type(value) is dict:
-        if not all(type(key) is str for key in value):
-            raise PolicyError(
-                f"{where}={value!r} cannot be written as policy data: its keys must be str; "
-                f"allowed values: {_ALLOWED_VALUES}"
-            )
-        encoded = {key: _encode(item, f"{where}[{key!r}]") for key, item in value.items()}
-        return {_DICT: encoded} if any(key.startswith("$") for key in value) else encoded
-    raise PolicyError(
-        f"{where}={value!r} ({type(value).__name__}) cannot be written as policy data; "
-        f"allowed values: {_ALLOWED_VALUES}"
-    )
-
-
-def _decode(data: object, where: str) -> object:
-    if data is None or isinstance(data, (bool, int, float, str)):
-        return data
-    if isinstance(data, list):
-        return [_decode(item, f"{where}[{n}]") for n, item in enumerate(data)]
-    if isinstance(data, dict):
-        if len(data) == 1:
-            (tag, inner), = data.items()
-            if tag == _TUPLE and isinstance(inner, list):
-                return tuple(_decode(item, f"{where}[{n}]") for n, item in enumerate(inner))
-            if tag == _FLOAT and inner in ("nan", "inf", "-inf"):
-                return float(inner)
-            if tag == _DICT and isinstance(inner, dict):
-                return {key: _decode(item, f"{where}[{key!r}]") for key, item in inner.items()}
-        if any(isinstance(key, str) and key.startswith("$") for key in data):
-            raise PolicyError(
-                f"{where}={data!r} is not valid policy data: a key starting with '$' is a tag "
-                f"({_TUPLE!r}: list, {_FLOAT!r}: 'nan'/'inf'/'-inf', {_DICT!r}: dict), alone in its dict"
-            )
-        return {key: _decode(item, f"{where}[{key!r}]") for key, item in data.items()}
-    raise PolicyError(f"{where}={data!r} is not valid policy data; allowed: JSON values")
-
-
-# -- callable backends -------------------------------------------------------------------
-def _callable_name(backend: Callable[..., Any], *, lenient: bool) -> str:
-    """``module:qualname`` of a callable backend, checked to import back to itself."""
-    module = getattr(backend, "__module__", None)
-    qualname = getattr(backend, "__qualname__", None)
-    if isinstance(module, str) and isinstance(qualname, str):
-        try:
-            found = _resolve(module, qualname)
-        except (ImportError, AttributeError):
-            found = None
-        if found is backend or found == backend:  # a bound method is made anew on access
-            return f"{module}:{qualname}"
-    if lenient:
-        return repr(backend)
-    raise PolicyError(
-        f"backend={backend!r} cannot be written as policy data: a callable backend is written "
-        "as its importable module:qualname, and this one does not import back to itself; "
-        "allowed: a backend name, or a module-level function or class"
-    )
-
-
-def _resolve(module: str, qualname: str) -> object:
-    target: object = importlib.import_module(module)
-    for part in qualname.split("."):
-        target = getattr(target, part)
-    return target
-
-
-def _import_callable(reference: str) -> object:
-    module, _, qualname = reference.partition(":")
-    try:
-        target = _resolve(module, qualname)
-    except (ImportError, AttributeError, ValueError) as error:
-        raise PolicyError(
-            f"backend={reference!r} in policy data cannot be imported: {error}; allowed: a "
-            "backend name, or 'module:qualname' of an importable callable"
-        ) from error
-    if not callable(target):
-        raise PolicyError(f"backend={reference!r} in policy data names {target!r}, which is not callable")
-    return target
