@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from . import compile_events
 from .errors import CompileFallbackWarning, CompileSkippedWarning, PartialCompileError
 from .policy import CompilePolicy, Fallback, _Frame, default_frame, freeze
 from .stats import CompileFailure, CompileStats, counter_value
@@ -283,6 +284,8 @@ class CompileState:
             self.name(), variant.key.describe(), _summary(error),
         )
         logger.debug("%s: the compile error", self.name(), exc_info=error)
+        # Before the warning, which the user's filters may turn into an error.
+        compile_events.emit("fell back", self.name(), variant.key.describe(), _summary(error))
         warnings.warn(
             f"{self.name()}: compile failed ({_summary(error)}); running eagerly for "
             f"{variant.key.describe()} on this object only",
@@ -298,6 +301,10 @@ class CompileState:
             "(recompile limit hit? see TORCH_LOGS=recompiles)"
         )
         logger.warning(message)
+        compile_events.emit(
+            "skipped", self.name(), variant.key.describe(),
+            "Dynamo ran calls without compiled code (recompile limit hit?)",
+        )
         warnings.warn(message, CompileSkippedWarning, stacklevel=_outside_this_module())
 
     # -- introspection ----------------------------------------------------------------------

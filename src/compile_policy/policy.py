@@ -344,9 +344,18 @@ def pop(owner: object) -> None:
     if top is not None and top.owner is owner:
         _STACK.set(top.below)
         return
-    frame = top
+    frame, inside = top, []
     while frame is not None and frame.owner is not owner:
+        inside.append(frame)
         frame = frame.below
+    if frame is not None and all(getattr(f.owner, "outlives_scopes", False) for f in inside):
+        # Changes that hold "for the rest of the test" (the pytest fixture's disable()),
+        # made inside this scope: carry them over onto what this scope's enter replaced.
+        below = frame.below
+        for kept in reversed(inside):
+            below = _Frame(below, kept.layer, kept.owner, kept.where)
+        _STACK.set(below)
+        return
     if frame is None:
         raise ScopeError(
             f"{owner} is being exited in thread {threading.current_thread().name!r} "

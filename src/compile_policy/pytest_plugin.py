@@ -1,9 +1,14 @@
-"""pytest plugin: a run-wide baseline, per-test markers, a ``compile_policy`` fixture, and a
-guard against tests that leak a policy scope into later tests.
+"""pytest plugin: a run-wide baseline, per-test markers, both modes, a ``compile_policy``
+fixture, a guard against leaked scopes, a run report of fallbacks, and Dynamo/inductor
+isolation. This module holds the hooks (the ``pytest11`` entry point); each idea lives in
+its own module: :mod:`.pytest_options` (options, ini, the resolver), :mod:`.pytest_modes`
+(markers, ``[compiled]``/``[eager]``), :mod:`.pytest_report`, :mod:`.pytest_leaks`,
+:mod:`.pytest_isolation` (Dynamo reset, inductor caches), :mod:`.pytest_fixture`.
 
-Registered through the ``pytest11`` entry point; it never imports torch.
+It never imports torch, except for ``--compile-policy-reset=test|module``.
 
     pytest --compile-policy=off          # every test starts with compile disabled
+    pytest --compile-policy=both         # every test twice: [compiled] and [eager]
 
     @pytest.mark.compile_disabled        # this test, its fixtures' setup and teardown
     def test_debug_step(): ...
@@ -14,31 +19,38 @@ Registered through the ``pytest11`` entry point; it never imports torch.
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from typing import Any
 
 import pytest
 
 from . import policy as _policy
 from .errors import PolicyError, PolicyLeakWarning
-from .policy import CompilePolicy, current_policy, explain
-from .policy_text import parse_policy
-from .scopes import _SETTABLE
+from .policy import CompilePolicy, current_policy
+from .pytest_fixture import PolicyFixture, compile_policy
+from .pytest_isolation import DynamoReset, InductorCache
+from .pytest_leaks import check_after_test, import_leak_message
+from .pytest_modes import MARKERS, MODE_PARAM, marker_frame, parametrize_modes
+from .pytest_options import PluginSettings, add_options, resolve
+from .pytest_report import RunReport
 
-__all__ = ["PolicyFixture"]
-
-_LEAK_MODES = ("error", "warn", "off")
+__all__ = ["PolicyFixture", "compile_policy"]
 
 
 class _RunState:
     """What pytest_configure resolved for this process (controller or xdist worker)."""
 
-    def __init__(self, baseline: _policy._Frame | None, source: str, leaks: str) -> None:
-        self.baseline = baseline  # the stack every test starts from (None: process default)
-        self.source = source
-        self.leaks = leaks
-        self.saved: _policy._Frame | None = None
+    def __init__(self, config: pytest.Config, settings: PluginSettings) -> None:
+        self.settings = settings
+        self.is_worker = hasattr(config, "workerinput")
+        self.leaks = str(settings.leaks.value)
+        self.saved = _policy.pushed_top()  # restored when the run ends
+        self.baseline = self.saved  # the stack every test starts from (None: the default)
+        self.report = RunReport()
+        self.reset = (
+            DynamoReset(str(settings.reset.value)) if settings.reset.value != "off" else None
+        )
+        self.cache = InductorCache(config) if settings.cache.value == "per-worker" else None
 
 
 _STATE = pytest.StashKey[_RunState]()
@@ -47,123 +59,125 @@ _ITEM_ERROR = pytest.StashKey[Exception]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("compile-policy", "compile policy (torch.compile on/off)")
-    group.addoption(
-        "--compile-policy",
-        default=None,
-        help="baseline compile policy for every test: on, off, or a policy text such as "
-        "max-autotune or on,backend=aot_eager (default: ini compile_policy, else "
-        "COMPILE_POLICY / TORCH_COMPILE_DISABLE)",
-    )
-    group.addoption(
-        "--compile-policy-leaks",
-        choices=_LEAK_MODES,
-        default=None,
-        help="a test that leaves a policy scope active: report it as a teardown error "
-        "(error, the default), warn, or only restore the baseline silently (off)",
-    )
-    parser.addini("compile_policy", "baseline compile policy for every test (see --compile-policy)")
-    parser.addini("compile_policy_leaks", "error, warn or off (see --compile-policy-leaks)")
-
-
-def _ini_choice(config: pytest.Config, name: str, allowed: tuple[str, ...]) -> str | None:
-    raw = config.getini(name)
-    if not raw:
-        return None
-    value = str(raw).strip().lower()
-    if value not in allowed:
-        raise pytest.UsageError(
-            f"ini option {name} = {raw!r} is not allowed; allowed: {', '.join(allowed)}"
-        )
-    return value
+    add_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "compile_disabled: run this test (and its fixtures) with compile disabled"
-    )
-    config.addinivalue_line(
-        "markers",
-        "compile_enabled(**fields): run this test (and its fixtures) with compile enabled; "
-        f"fields: {', '.join(_SETTABLE)}",
-    )
-    option = config.getoption("compile_policy")
-    ini = str(config.getini("compile_policy")).strip() or None
-    leaks = config.getoption("compile_policy_leaks") or _ini_choice(
-        config, "compile_policy_leaks", _LEAK_MODES
-    ) or "error"
-    if option is not None:
-        source, switch, label = f"pytest option --compile-policy={option}", option, "--compile-policy="
-    elif ini is not None:
-        source, switch, label = f"pytest ini compile_policy = {ini}", ini, "ini option compile_policy = "
-    else:
-        source, switch, label = "", None, ""
-    state = _RunState(None, source, leaks)
-    state.saved = _policy.pushed_top()
-    if switch is not None:
-        try:
-            layer = parse_policy(switch, source=label)
-        except PolicyError as error:
-            raise pytest.UsageError(str(error)) from None
-        state.baseline = _policy.chain(state.saved, layer, "pytest baseline", source)
-        # Tests run in the main thread, in this context: they all start from here.
-        _policy.set_top(state.baseline)
-    else:
-        state.baseline = state.saved
+    for line in MARKERS:
+        config.addinivalue_line("markers", line)
+    settings = resolve(config)
+    try:
+        _policy.default_frame()
+    except PolicyError as error:  # else every test would fail on it, one by one
+        raise pytest.UsageError(f"compile-policy: {error}") from None
+    state = _RunState(config, settings)
     config.stash[_STATE] = state
+    # Its pytest_runtest_logreport takes this process's reports, or the workers' on the
+    # xdist controller (that hook gets no config: a plugin object of this run holds it).
+    config.pluginmanager.register(state.report, "compile_policy_report")
+    if state.saved is not None and not state.is_worker:
+        # A conftest or plugin entered a scope at import and never left it.
+        message = import_leak_message(state.saved, "conftest files and plugins", kept=True)
+        if state.leaks == "warn":
+            config.issue_config_time_warning(PolicyLeakWarning(message), stacklevel=2)
+        elif state.leaks == "error":
+            state.report.note(message)
+    switch = settings.policy.value
+    if switch in ("on", "off"):
+        state.baseline = _policy.chain(
+            state.saved, CompilePolicy(enabled=switch == "on"), "pytest baseline",
+            settings.policy.source,
+        )
+    # Tests run in the main thread, in this context: they all start from here.
+    _policy.set_top(state.baseline)
+    if state.cache is not None and config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistHooks(state.cache), "compile_policy_xdist")
+
+
+class _XdistHooks:
+    """Registered only when xdist is loaded: its hook names are unknown otherwise."""
+
+    def __init__(self, cache: InductorCache) -> None:
+        self.cache = cache
+
+    def pytest_configure_node(self, node: Any) -> None:
+        self.cache.configure_node(node)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(_STATE, None)
     if state is not None:
         _policy.set_top(state.saved)
+        state.report.close()
+        config.pluginmanager.unregister(state.report)
+        if state.cache is not None:
+            state.cache.close()
 
 
 def pytest_report_header(config: pytest.Config) -> str:
     state = config.stash[_STATE]
-    try:
-        enabled = current_policy().enabled
-    except PolicyError as error:  # a bad COMPILE_POLICY: say so, the tests will fail on it
-        return f"compile-policy: invalid environment: {error}"
-    source = state.source or _policy.default_frame().where
-    return (
-        f"compile-policy: baseline {'on' if enabled else 'off'} (from {source}); "
-        f"leaks: {state.leaks}"
-    )
-
-
-def _marker_frame(item: pytest.Item, below: _policy._Frame | None) -> _policy._Frame | None:
-    """The test's stack: its markers, module first, over the run's baseline."""
-    frame = below
-    for marker in reversed(list(item.iter_markers())):
-        if marker.name == "compile_disabled":
-            layer = CompilePolicy(enabled=False)
-        elif marker.name == "compile_enabled":
-            unknown = sorted(set(marker.kwargs) - set(_SETTABLE))
-            if unknown or marker.args:
-                raise TypeError(
-                    f"@pytest.mark.compile_enabled got unexpected {unknown or marker.args}; "
-                    f"allowed keyword fields: {', '.join(_SETTABLE)}"
-                )
-            layer = CompilePolicy(enabled=True, **marker.kwargs)
+    settings = state.settings
+    enabled = current_policy().enabled
+    if settings.policy.value == "both":
+        baseline = f"both ([compiled] and [eager]; marked tests once; from {settings.policy.source})"
+    else:
+        if not settings.policy.is_default:
+            source = settings.policy.source
+        elif state.saved is not None:
+            source = f"a scope left active at import: {state.saved.describe()}"
         else:
-            continue
-        shown = ", ".join(f"{k}={v!r}" for k, v in marker.kwargs.items())
-        frame = _policy.chain(
-            frame, layer, f"@pytest.mark.{marker.name}({shown})", f"marker on {item.nodeid}"
-        )
-    return frame
+            source = str(_policy.default_frame().where)
+        baseline = f"{'on' if enabled else 'off'} (from {source})"
+    parts = [f"compile-policy: baseline {baseline}"]
+    if not settings.leaks.is_default:
+        parts.append(f"leaks: {settings.leaks.value}")
+    if state.reset is not None:
+        parts.append(f"dynamo reset: before each {state.reset.when}")
+    parts.append(
+        f"inductor cache: {state.cache.describe() if state.cache is not None else 'shared'}"
+    )
+    return "; ".join(parts)
+
+
+@pytest.hookimpl(trylast=True)  # after the test's own parametrize: test_x[1-compiled]
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    parametrize_modes(metafunc, metafunc.config.stash[_STATE].settings.policy.value)
+
+
+@pytest.fixture(name=MODE_PARAM)
+def _mode_param(request: pytest.FixtureRequest) -> str:
+    """The ``[compiled]``/``[eager]`` parameter (read by the setup hook, not by tests)."""
+    return str(request.param)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    state = session.config.stash[_STATE]
+    top = _policy.pushed_top()
+    if top is state.baseline:
+        return
+    # A test module or a conftest below the root entered a scope at import.
+    _policy.set_top(state.baseline)
+    message = import_leak_message(top, "test modules and conftest files", kept=False)
+    if state.leaks == "warn":
+        import warnings
+
+        warnings.warn(PolicyLeakWarning(message), stacklevel=1)
+    elif state.leaks == "error":
+        state.report.note(message)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> Generator[None, object, object]:
     state = item.config.stash[_STATE]
+    state.report.between_tests()
     try:
-        frame = _marker_frame(item, state.baseline)
+        frame = marker_frame(item, state.baseline)
     except (PolicyError, TypeError) as error:
         item.stash[_ITEM_ERROR] = error  # fails the test in its call phase, with this text
         frame = state.baseline
     item.stash[_ITEM_FRAME] = frame
+    if state.reset is not None:
+        state.reset.before(item)
     # From setup to the end of teardown, so that the markers cover every fixture.
     _policy.set_top(frame)
     return (yield)
@@ -181,89 +195,34 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, object, object
     try:
         return (yield)
     finally:
-        _check_for_leak(item)
+        state = item.config.stash[_STATE]
+        expected = item.stash.get(_ITEM_FRAME, state.baseline)
+        check_after_test(item, expected, state.baseline, state.leaks)
 
 
-def _check_for_leak(item: pytest.Item) -> None:
-    state = item.config.stash[_STATE]
-    expected = item.stash.get(_ITEM_FRAME, state.baseline)
-    top = _policy.pushed_top()
-    _policy.set_top(state.baseline)  # whatever happened, the next test starts clean
-    if top is expected or state.leaks == "off":
-        return
-    try:
-        leaked = f"{top.describe() if top is not None else 'an empty stack'} (effective: "
-        leaked += f"{top.effective if top is not None else current_policy()!r})"
-    except PolicyError as error:
-        leaked = str(error)
-    message = (
-        f"{item.nodeid} leaked a compile policy: {leaked} was still active after its "
-        "teardown (a scope entered and never exited?). The baseline is restored for the "
-        "next test. Use `with`, a decorator, a marker or the compile_policy fixture."
-    )
-    if state.leaks == "warn":
-        warnings.warn(PolicyLeakWarning(message), stacklevel=1)
-    else:
-        pytest.fail(message, pytrace=False)
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    item.config.stash[_STATE].report.attach(report)  # travels to the xdist controller
+    return report
 
 
-class PolicyFixture:
-    """The ``compile_policy`` fixture: the test's effective policy, and scoped changes
-    that are undone when the test ends (like ``monkeypatch``).
-
-        def test_fallback(compile_policy):
-            compile_policy.enable(backend="eager", fallback="raise")
-            assert compile_policy.policy.fallback == "raise"
-    """
-
-    def __init__(self) -> None:
-        self._frames: list[_policy._Frame] = []
-
-    @property
-    def policy(self) -> CompilePolicy:
-        """The effective policy now (same as :func:`compile_policy.current_policy`)."""
-        return current_policy()
-
-    @property
-    def enabled(self) -> bool:
-        return current_policy().enabled
-
-    def explain(self) -> str:
-        """Why the policy is what it is (:func:`compile_policy.explain`)."""
-        return explain()
-
-    def disable(self) -> None:
-        """Disable compiling for the rest of this test."""
-        self._push(CompilePolicy(enabled=False))
-
-    def enable(self, **fields: Any) -> None:
-        """Enable compiling, with optional field overrides, for the rest of this test."""
-        unknown = sorted(set(fields) - set(_SETTABLE))
-        if unknown:
-            raise TypeError(f"unexpected field(s) {', '.join(unknown)}; allowed: {', '.join(_SETTABLE)}")
-        self._push(CompilePolicy(enabled=True, **fields))
-
-    def use(self, policy: CompilePolicy) -> None:
-        """Apply ``policy`` for the rest of this test."""
-        if not isinstance(policy, CompilePolicy):
-            raise PolicyError(f"use() takes a CompilePolicy; got {policy!r}")
-        self._push(policy)
-
-    def _push(self, policy: CompilePolicy) -> None:
-        where = _policy.caller_location(2)  # the test line that called disable()/enable()/use()
-        self._frames.append(_policy.push(policy, "compile_policy fixture", where))
-
-    def _undo(self) -> None:
-        # Only our own frames: anything the test left above them is the leak guard's to report.
-        if self._frames and _policy.pushed_top() is self._frames[-1]:
-            _policy.set_top(self._frames[0].below)
-        self._frames.clear()
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    state = session.config.stash[_STATE]
+    state.report.finish_local()
+    if (
+        not state.is_worker
+        and state.report.notes
+        and state.leaks == "error"
+        and session.exitstatus == pytest.ExitCode.OK
+    ):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a scope leaked at import
 
 
-@pytest.fixture
-def compile_policy() -> Iterator[PolicyFixture]:
-    """The test's compile policy: ``.policy``, ``.enabled``, ``.explain()``, and
-    ``.disable()`` / ``.enable(**fields)`` / ``.use(policy)`` undone after the test."""
-    fixture = PolicyFixture()
-    yield fixture
-    fixture._undo()
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    state = config.stash.get(_STATE, None)
+    if state is not None and not state.is_worker:
+        state.report.render(terminalreporter, verbose=config.getoption("verbose") > 0)

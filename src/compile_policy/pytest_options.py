@@ -1,0 +1,126 @@
+"""The pytest plugin's settings: its command-line options, their ini twins, and the one
+resolver that turns them into :class:`PluginSettings`.
+
+Every setting is a command-line option with an ini key of the same name; the option wins
+over the ini, the ini over the default. Values are case-insensitive. A bad value is a
+usage error naming where it came from and the allowed values.
+
+    pytest --compile-policy=both --compile-policy-reset=test --compile-policy-cache=per-worker
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+__all__ = ["PluginSettings", "Setting", "add_options", "resolve"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One option of the plugin: ``--<flag>`` on the command line, ``<ini>`` in the ini."""
+
+    ini: str  # also the option's dest
+    allowed: tuple[str, ...]
+    default: str | None  # None: no value of its own (the policy falls to the environment)
+    help: str
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.ini.replace("_", "-")
+
+
+POLICY = Setting(
+    "compile_policy",
+    ("on", "off", "both"),
+    None,
+    "baseline compile policy for every test: on, off, or both (every test twice, "
+    "[compiled] and [eager]; marked tests once) (default: COMPILE_POLICY / "
+    "TORCH_COMPILE_DISABLE from the environment)",
+)
+LEAKS = Setting(
+    "compile_policy_leaks",
+    ("error", "warn", "off"),
+    "error",
+    "a test that leaves a policy scope active: report it as a teardown error (error), "
+    "warn, or only restore the baseline silently (off) (default: error)",
+)
+RESET = Setting(
+    "compile_policy_reset",
+    ("test", "module", "off"),
+    "off",
+    "call torch._dynamo.reset() before each test or each module, so compile counts and "
+    "recompile budgets do not depend on test order (default: off)",
+)
+CACHE = Setting(
+    "compile_policy_cache",
+    ("shared", "per-worker"),
+    "shared",
+    "inductor cache directory: shared, or per-worker (one TORCHINDUCTOR_CACHE_DIR per "
+    "xdist worker, under one run directory) (default: shared)",
+)
+SETTINGS = (POLICY, LEAKS, RESET, CACHE)
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("compile-policy", "compile policy (torch.compile on/off)")
+    for setting in SETTINGS:
+        # No argparse `choices`: values are case-insensitive, and validated in resolve().
+        group.addoption(
+            setting.flag,
+            dest=setting.ini,
+            default=None,
+            metavar="{" + ",".join(setting.allowed) + "}",
+            help=setting.help,
+        )
+        parser.addini(setting.ini, f"{'|'.join(setting.allowed)} (see {setting.flag})")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A resolved value and where it came from."""
+
+    value: str | None
+    source: str  # "pytest option --x=v", "pytest ini x = v", or "default"
+
+    @property
+    def is_default(self) -> bool:
+        return self.source == "default"
+
+
+@dataclass(frozen=True)
+class PluginSettings:
+    """Everything the options and ini decided, for one pytest process."""
+
+    policy: Choice  # on / off / both, or None: the environment's default
+    leaks: Choice
+    reset: Choice
+    cache: Choice
+
+
+def resolve(config: pytest.Config) -> PluginSettings:
+    """Option over ini over default, for every setting; a bad value is a UsageError."""
+    return PluginSettings(*(_resolve_one(config, setting) for setting in SETTINGS))
+
+
+def _resolve_one(config: pytest.Config, setting: Setting) -> Choice:
+    raw = config.getoption(setting.ini)
+    if raw is not None:
+        value = _check(setting, raw, f"{setting.flag}=")
+        return Choice(value, f"pytest option {setting.flag}={value}")
+    raw = config.getini(setting.ini)
+    if raw:
+        value = _check(setting, str(raw), f"ini option {setting.ini} = ")
+        return Choice(value, f"pytest ini {setting.ini} = {value}")
+    return Choice(setting.default, "default")
+
+
+def _check(setting: Setting, raw: str, where: str) -> str:
+    value = raw.strip().lower()
+    if value not in setting.allowed:
+        raise pytest.UsageError(
+            f"compile-policy: {where}{raw!r} is not allowed; "
+            f"allowed (any case): {', '.join(setting.allowed)}"
+        )
+    return value
