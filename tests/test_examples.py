@@ -65,7 +65,10 @@ def test_config_and_checkpoint_example_restores_the_policy_from_the_checkpoint()
 def test_pytest_example_project_passes_on_two_workers() -> None:
     result = run("-m", "pytest", "-n", "2", "-q", "examples/pytest_project", "-p", "no:cacheprovider")
     assert result.returncode == 0, result.stdout[-3000:]
-    assert re.search(r"\b8 passed\b", result.stdout)
+    assert re.search(r"\b9 passed\b", result.stdout)  # one test runs [compiled] and [eager]
+    section = result.stdout.split(" compile policy ", 1)[1]  # the run report names the fallback
+    assert "fell back: BackendCompilerFailed" in section
+    assert "in test_model.py::test_a_fallback_is_listed_in_the_run_report" in section
 
 
 def test_module_cli_prints_policy_torch_backends_and_checks() -> None:

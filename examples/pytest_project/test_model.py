@@ -1,4 +1,9 @@
-"""A model's test suite that states, per test, whether its train step may compile."""
+"""A model's test suite that states, per test, whether its train step may compile.
+
+The ini sets ``compile_policy = both``: each unmarked test runs twice, ``[compiled]`` and
+``[eager]``. At the end of the run, the ``compile policy`` section lists the objects that
+fell back to eager (here, the one in ``test_a_fallback_is_listed_in_the_run_report``).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import pytest
 import torch
 from model import TinyRegressor, make_train_step, toy_batch
 
-from compile_policy import compile_disabled, compile_enabled, policy_compiled
+from compile_policy import CompileFallbackWarning, compile_disabled, compile_enabled, policy_compiled
 
 
 @pytest.fixture
@@ -15,24 +20,29 @@ def model() -> TinyRegressor:
     return TinyRegressor()
 
 
-def test_training_reduces_the_loss_compiled(model: TinyRegressor) -> None:
+def broken_backend(gm, example_inputs):
+    raise RuntimeError("simulated compiler bug")
+
+
+def test_training_reduces_the_loss(model: TinyRegressor, compile_policy) -> None:
+    """One test, two runs: test_training_reduces_the_loss[compiled] and [eager]."""
     step = make_train_step(model)
     x, y = toy_batch()
     losses = [step(x, y).item() for _ in range(20)]
     assert losses[-1] < losses[0]
-    assert step.stats().compiled_calls == 20
+    stats = step.stats()
+    assert (stats.compiled_calls if compile_policy.enabled else stats.eager_calls) == 20
 
 
 @pytest.mark.compile_disabled
-def test_training_reduces_the_loss_eagerly(model: TinyRegressor) -> None:
-    """The same test, marked: the step runs eagerly, the fixture setup too."""
+def test_debugging_the_step_eagerly(model: TinyRegressor) -> None:
+    """Marked: runs once, eagerly (the fixture setup too)."""
     step = make_train_step(model)
-    x, y = toy_batch()
-    losses = [step(x, y).item() for _ in range(20)]
-    assert losses[-1] < losses[0]
-    assert step.stats().eager_calls == 20
+    step(*toy_batch())
+    assert step.stats().eager_calls == 1
 
 
+@pytest.mark.compile_enabled
 def test_compiled_and_eager_agree(model: TinyRegressor) -> None:
     x, _ = toy_batch()
     forward = policy_compiled(model, backend="aot_eager")
@@ -42,26 +52,24 @@ def test_compiled_and_eager_agree(model: TinyRegressor) -> None:
     torch.testing.assert_close(compiled, eager)
 
 
-def test_debugging_a_step_with_prints_inside(model: TinyRegressor) -> None:
-    step = make_train_step(model)
-    x, y = toy_batch()
-    with compile_disabled():
-        loss = step(x, y)  # set a breakpoint in train_step: it runs as plain Python
-    assert loss.item() > 0
-
-
+@pytest.mark.compile_enabled
 def test_a_silent_fallback_fails_the_test(model: TinyRegressor) -> None:
     """In CI, a train step that stopped compiling is a performance regression: raise."""
-
-    def broken_backend(gm, example_inputs):
-        raise RuntimeError("simulated compiler bug")
-
     step = make_train_step(model, backend=broken_backend)
     x, y = toy_batch()
     with compile_enabled(fallback="raise"):
         with pytest.raises(torch._dynamo.exc.BackendCompilerFailed, match="simulated"):
             step(x, y)
     assert step.stats().fallback_calls == 0
+
+
+@pytest.mark.compile_enabled
+def test_a_fallback_is_listed_in_the_run_report(model: TinyRegressor) -> None:
+    """The step falls back to eager and the test passes, but the run report names it."""
+    step = make_train_step(model, backend=broken_backend)
+    with pytest.warns(CompileFallbackWarning, match="simulated compiler bug"):
+        step(*toy_batch())
+    assert step.stats().fallback_calls == 1
 
 
 @pytest.mark.compile_enabled(fallback="raise")

@@ -63,10 +63,11 @@ class InductorCache:
     the run ends.
     """
 
-    def __init__(self, config: pytest.Config) -> None:
+    def __init__(self, config: pytest.Config, runs_tests: bool) -> None:
         workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
         self._saved = os.environ.get(CACHE_ENV)
         self._created: str | None = None
+        self.dir: str | None = None
         if workerinput is not None and RUN_DIR_KEY in workerinput:
             self.run_dir = str(workerinput[RUN_DIR_KEY])
             name = str(workerinput.get("workerid", "worker"))
@@ -76,10 +77,11 @@ class InductorCache:
             else:
                 self.run_dir = self._created = tempfile.mkdtemp(prefix="compile-policy-inductor-")
             name = "main"
-        self.dir = os.path.join(self.run_dir, name)
-        os.makedirs(self.dir, exist_ok=True)
-        # Before any test, and before torch reads it (inductor reads it on every use).
-        os.environ[CACHE_ENV] = self.dir
+        if runs_tests:  # not on an xdist controller: its workers get their own
+            self.dir = os.path.join(self.run_dir, name)
+            os.makedirs(self.dir, exist_ok=True)
+            # Before any test, and before torch reads it (inductor reads it on every use).
+            os.environ[CACHE_ENV] = self.dir
 
     def describe(self) -> str:
         parent = " (TORCHINDUCTOR_CACHE_DIR)" if self._created is None else ""
@@ -90,7 +92,9 @@ class InductorCache:
         node.workerinput[RUN_DIR_KEY] = self.run_dir
 
     def close(self) -> None:
-        if self._saved is None:
+        if self.dir is None:
+            pass
+        elif self._saved is None:
             os.environ.pop(CACHE_ENV, None)
         else:
             os.environ[CACHE_ENV] = self._saved

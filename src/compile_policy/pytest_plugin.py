@@ -31,7 +31,7 @@ from .pytest_fixture import PolicyFixture, compile_policy
 from .pytest_isolation import DynamoReset, InductorCache
 from .pytest_leaks import check_after_test, import_leak_message
 from .pytest_modes import MARKERS, MODE_PARAM, marker_frame, parametrize_modes
-from .pytest_options import PluginSettings, add_options, resolve
+from .pytest_options import LEAKS, RESET, PluginSettings, add_options, resolve
 from .pytest_report import RunReport
 
 __all__ = ["PolicyFixture", "compile_policy"]
@@ -47,10 +47,16 @@ class _RunState:
         self.saved = _policy.pushed_top()  # restored when the run ends
         self.baseline = self.saved  # the stack every test starts from (None: the default)
         self.report = RunReport()
+        # An xdist controller runs no test: it neither imports torch nor takes a cache dir.
+        runs_tests = self.is_worker or config.getoption("dist", "no") == "no"
         self.reset = (
-            DynamoReset(str(settings.reset.value)) if settings.reset.value != "off" else None
+            DynamoReset(str(settings.reset.value))
+            if settings.reset.value != "off" and runs_tests
+            else None
         )
-        self.cache = InductorCache(config) if settings.cache.value == "per-worker" else None
+        self.cache = (
+            InductorCache(config, runs_tests) if settings.cache.value == "per-worker" else None
+        )
 
 
 _STATE = pytest.StashKey[_RunState]()
@@ -129,10 +135,10 @@ def pytest_report_header(config: pytest.Config) -> str:
             source = str(_policy.default_frame().where)
         baseline = f"{'on' if enabled else 'off'} (from {source})"
     parts = [f"compile-policy: baseline {baseline}"]
-    if not settings.leaks.is_default:
+    if settings.leaks.value != LEAKS.default:
         parts.append(f"leaks: {settings.leaks.value}")
-    if state.reset is not None:
-        parts.append(f"dynamo reset: before each {state.reset.when}")
+    if settings.reset.value != RESET.default:
+        parts.append(f"dynamo reset: before each {settings.reset.value}")
     parts.append(
         f"inductor cache: {state.cache.describe() if state.cache is not None else 'shared'}"
     )
