@@ -17,7 +17,21 @@ from . import policy as _policy
 from .errors import PolicyError, PolicyLeakWarning
 from .policy import current_policy
 
-__all__ = ["check_after_test", "describe_stack", "import_leak_message"]
+__all__ = ["PluginLabel", "check_after_test", "describe_stack", "import_leak", "import_leak_message"]
+
+
+class PluginLabel(str):
+    """The owner of a frame the plugin pushed (baseline, markers, modes): such frames are
+    never a leak, also when an in-process inner pytest session (pytester) finds them."""
+
+
+def import_leak(top: _policy._Frame | None) -> _policy._Frame | None:
+    """``top`` if a scope of the user's is on top of the stack found at start, else None."""
+    if top is None or isinstance(top.owner, PluginLabel) or getattr(
+        top.owner, "outlives_scopes", False  # the fixture's frames (an outer test's)
+    ):
+        return None
+    return top
 
 
 def describe_stack(top: _policy._Frame | None) -> str:

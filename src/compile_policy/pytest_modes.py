@@ -18,6 +18,7 @@ import pytest
 
 from . import policy as _policy
 from .policy import CompilePolicy
+from .pytest_leaks import PluginLabel
 from .scopes import _SETTABLE
 
 __all__ = ["MARKERS", "MODE_PARAM", "marker_frame", "parametrize_modes"]
@@ -74,7 +75,8 @@ def marker_frame(item: pytest.Item, below: _policy._Frame | None) -> _policy._Fr
     if mode is not None and not any(m.name == "compile_both" for m in markers):
         # --compile-policy=both: the mode is the run's, right above the baseline.
         frame = _policy.chain(
-            frame, CompilePolicy(enabled=mode == "compiled"), f"[{mode}] (--compile-policy=both)",
+            frame, CompilePolicy(enabled=mode == "compiled"),
+            PluginLabel(f"[{mode}] (--compile-policy=both)"),
             f"the {mode} run of {item.nodeid}",
         )
     for marker in reversed(markers):
@@ -101,7 +103,7 @@ def marker_frame(item: pytest.Item, below: _policy._Frame | None) -> _policy._Fr
                 label = f"@pytest.mark.compile_both [{mode}]"
             else:
                 continue  # a closer compile_enabled/compile_disabled decides: runs once
-        frame = _policy.chain(frame, layer, label, f"marker on {item.nodeid}")
+        frame = _policy.chain(frame, layer, PluginLabel(label), f"marker on {item.nodeid}")
     return frame
 
 

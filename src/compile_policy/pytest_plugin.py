@@ -29,7 +29,7 @@ from .errors import PolicyError, PolicyLeakWarning
 from .policy import CompilePolicy, current_policy
 from .pytest_fixture import PolicyFixture, compile_policy
 from .pytest_isolation import DynamoReset, InductorCache
-from .pytest_leaks import check_after_test, import_leak_message
+from .pytest_leaks import PluginLabel, check_after_test, import_leak, import_leak_message
 from .pytest_modes import MARKERS, MODE_PARAM, marker_frame, parametrize_modes
 from .pytest_options import LEAKS, RESET, PluginSettings, add_options, resolve
 from .pytest_report import RunReport
@@ -46,6 +46,7 @@ class _RunState:
         self.leaks = str(settings.leaks.value)
         self.saved = _policy.pushed_top()  # restored when the run ends
         self.baseline = self.saved  # the stack every test starts from (None: the default)
+        self.leaked = import_leak(self.saved)  # a conftest's or plugin's scope, never exited
         self.report = RunReport()
         # An xdist controller runs no test: it neither imports torch nor takes a cache dir.
         runs_tests = self.is_worker or config.getoption("dist", "no") == "no"
@@ -81,9 +82,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # Its pytest_runtest_logreport takes this process's reports, or the workers' on the
     # xdist controller (that hook gets no config: a plugin object of this run holds it).
     config.pluginmanager.register(state.report, "compile_policy_report")
-    if state.saved is not None and not state.is_worker:
+    if state.leaked is not None and not state.is_worker:
         # A conftest or plugin entered a scope at import and never left it.
-        message = import_leak_message(state.saved, "conftest files and plugins", kept=True)
+        message = import_leak_message(state.leaked, "conftest files and plugins", kept=True)
         if state.leaks == "warn":
             config.issue_config_time_warning(PolicyLeakWarning(message), stacklevel=2)
         elif state.leaks == "error":
@@ -91,7 +92,7 @@ def pytest_configure(config: pytest.Config) -> None:
     switch = settings.policy.value
     if switch in ("on", "off"):
         state.baseline = _policy.chain(
-            state.saved, CompilePolicy(enabled=switch == "on"), "pytest baseline",
+            state.saved, CompilePolicy(enabled=switch == "on"), PluginLabel("pytest baseline"),
             settings.policy.source,
         )
     # Tests run in the main thread, in this context: they all start from here.
@@ -129,8 +130,10 @@ def pytest_report_header(config: pytest.Config) -> str:
     else:
         if not settings.policy.is_default:
             source = settings.policy.source
-        elif state.saved is not None:
-            source = f"a scope left active at import: {state.saved.describe()}"
+        elif state.leaked is not None:
+            source = f"a scope left active at import: {state.leaked.describe()}"
+        elif state.saved is not None:  # an in-process inner session (pytester)
+            source = f"the enclosing session's {state.saved.describe()}"
         else:
             source = str(_policy.default_frame().where)
         baseline = f"{'on' if enabled else 'off'} (from {source})"
