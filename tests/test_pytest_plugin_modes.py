@@ -34,7 +34,7 @@ def test_param(n):
     pass
 
 def test_plain():
-    pass
+    print("BACKEND", current_policy().backend)
 
 @pytest.mark.compile_disabled
 def test_marked_off():
@@ -68,13 +68,17 @@ def test_both_modes_run_each_variant_once_serially_and_under_xdist_marked_tests_
 ) -> None:
     pytester.makeconftest(CHECK_MODE)
     pytester.makepyfile(test_both=BOTH)
-    serial = pytester.runpytest("-rA", "--strict-markers", "-p", "no:xdist", "--compile-policy=Both")
+    serial = pytester.runpytest(
+        "-s", "-rA", "--strict-markers", "-p", "no:xdist", "--compile-policy=Both,backend=eager"
+    )
     serial.assert_outcomes(passed=10)
     assert passed_ids(serial) == BOTH_IDS
     serial.stdout.fnmatch_lines(
         ["compile-policy: baseline both ([compiled] and [eager]; marked tests once; "
-         "from pytest option --compile-policy=both); inductor cache: shared"]
+         "from pytest option --compile-policy=Both,backend=eager); inductor cache: shared"]
     )
+    # both's fields hold in both runs
+    assert [line.split()[-1] for line in serial.outlines if "BACKEND " in line] == ["eager"] * 2
     pytester.makeini("[pytest]\ncompile_policy = BOTH\n")  # the ini twin, any case
     xdist = pytester.runpytest_subprocess("-rA", "--strict-markers", "-n", "2")
     xdist.assert_outcomes(passed=10)
@@ -224,7 +228,7 @@ def test_report_section_serial_under_filterwarnings_error_and_per_worker_caches(
     # reset=module: the second test of a module compiles nothing new, the next module does.
     assert [line.split()[-1] for line in result.outlines if "COMPILES" in line] == ["1", "1", "2"]
     result.stdout.fnmatch_lines(
-        ["compile-policy: baseline on (from pytest option --compile-policy=on); leaks: warn; "
+        ["compile-policy: baseline on (from pytest option --compile-policy=ON); leaks: warn; "
          "dynamo reset: before each module; inductor cache: per-worker under *compile-policy-*"]
     )
     lines = report_lines(result)
@@ -361,7 +365,7 @@ def test_a_bad_compile_policy_variable_is_one_usage_error_at_start(
     result = pytester.runpytest_subprocess("-p", "no:xdist")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     errors = [line for line in result.errlines if "COMPILE_POLICY" in line]
-    assert len(errors) == 1 and "'sometimes' is not allowed" in errors[0]
+    assert len(errors) == 1 and "COMPILE_POLICY='sometimes' is not a compile policy" in errors[0]
     assert "passed" not in result.stdout.str() and "failed" not in result.stdout.str()
 
 
@@ -389,3 +393,10 @@ def test_a_scope_left_active_at_import_is_the_headers_baseline_source_and_a_leak
     section = "\n".join(report_lines(result))
     assert "while conftest files and plugins were imported: compile_disabled() at conftest.py:3" in section
     assert "while test modules and conftest files were imported: compile_enabled(backend='eager')" in section
+
+
+def test_a_bad_both_with_fields_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("-p", "no:xdist", "--compile-policy=both,fallback=never")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: compile-policy: --compile-policy='both,fallback=never'*"
+                                 "fallback='never' is not allowed*or both*"])

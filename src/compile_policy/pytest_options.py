@@ -14,6 +14,10 @@ from dataclasses import dataclass
 
 import pytest
 
+from .errors import PolicyError
+from .policy import CompilePolicy
+from .policy_text import parse_policy
+
 __all__ = ["PluginSettings", "Setting", "add_options", "resolve"]
 
 
@@ -33,10 +37,11 @@ class Setting:
 
 POLICY = Setting(
     "compile_policy",
-    ("on", "off", "both"),
+    ("on", "off", "both"),  # or a policy text: see _policy_choice
     None,
-    "baseline compile policy for every test: on, off, or both (every test twice, "
-    "[compiled] and [eager]; marked tests once) (default: COMPILE_POLICY / "
+    "baseline compile policy for every test: on, off, a policy text such as max-autotune "
+    "or on,backend=aot_eager, or both (every test twice, [compiled] and [eager]; marked "
+    "tests once; both,backend=eager sets fields too) (default: COMPILE_POLICY / "
     "TORCH_COMPILE_DISABLE from the environment)",
 )
 LEAKS = Setting(
@@ -71,7 +76,7 @@ def add_options(parser: pytest.Parser) -> None:
             setting.flag,
             dest=setting.ini,
             default=None,
-            metavar="{" + ",".join(setting.allowed) + "}",
+            metavar="POLICY" if setting is POLICY else "{" + ",".join(setting.allowed) + "}",
             help=setting.help,
         )
         parser.addini(setting.ini, f"{'|'.join(setting.allowed)} (see {setting.flag})")
@@ -83,6 +88,7 @@ class Choice:
 
     value: str | None
     source: str  # "pytest option --x=v", "pytest ini x = v", or "default"
+    layer: CompilePolicy | None = None  # --compile-policy: the fields its text sets
 
     @property
     def is_default(self) -> bool:
@@ -105,22 +111,38 @@ def resolve(config: pytest.Config) -> PluginSettings:
 
 
 def _resolve_one(config: pytest.Config, setting: Setting) -> Choice:
-    raw = config.getoption(setting.ini)
+    raw: str | None = config.getoption(setting.ini)
     if raw is not None:
-        value = _check(setting, raw, f"{setting.flag}=")
-        return Choice(value, f"pytest option {setting.flag}={value}")
-    raw = config.getini(setting.ini)
-    if raw:
-        value = _check(setting, str(raw), f"ini option {setting.ini} = ")
-        return Choice(value, f"pytest ini {setting.ini} = {value}")
-    return Choice(setting.default, "default")
-
-
-def _check(setting: Setting, raw: str, where: str) -> str:
+        label, source = f"{setting.flag}=", f"pytest option {setting.flag}={raw}"
+    else:
+        raw = str(config.getini(setting.ini) or "").strip() or None
+        if raw is None:
+            return Choice(setting.default, "default")
+        label, source = f"ini option {setting.ini} = ", f"pytest ini {setting.ini} = {raw}"
+    if setting is POLICY:
+        return _policy_choice(raw, label, source)
     value = raw.strip().lower()
     if value not in setting.allowed:
         raise pytest.UsageError(
-            f"compile-policy: {where}{raw!r} is not allowed; "
+            f"compile-policy: {label}{raw!r} is not allowed; "
             f"allowed (any case): {', '.join(setting.allowed)}"
         )
-    return value
+    return Choice(value, source)
+
+
+def _policy_choice(raw: str, label: str, source: str) -> Choice:
+    """``both`` (optionally followed by fields: ``both,backend=eager``), or a policy text
+    (``off``, ``max-autotune``, ``on,backend=aot_eager``: see ``CompilePolicy.parse``)."""
+    first, _, rest = raw.partition(",")
+    try:
+        if first.strip().lower() == "both":
+            # The fields hold in both runs; each run sets `enabled` itself.
+            layer = parse_policy("on," + rest, source=f"{label}{raw!r}: ") if rest.strip() else None
+            return Choice("both", source, layer)
+        layer = parse_policy(raw, source=label)
+    except PolicyError as error:
+        raise pytest.UsageError(
+            f"compile-policy: {error}; or both, optionally followed by fields "
+            "(every test twice: [compiled] and [eager])"
+        ) from None
+    return Choice("on" if layer.enabled else "off", source, layer)

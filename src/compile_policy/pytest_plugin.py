@@ -26,7 +26,7 @@ import pytest
 
 from . import policy as _policy
 from .errors import PolicyError, PolicyLeakWarning
-from .policy import CompilePolicy, current_policy
+from .policy import current_policy
 from .pytest_fixture import PolicyFixture, compile_policy
 from .pytest_isolation import DynamoReset, InductorCache
 from .pytest_leaks import PluginLabel, check_after_test, import_leak, import_leak_message
@@ -89,10 +89,9 @@ def pytest_configure(config: pytest.Config) -> None:
             config.issue_config_time_warning(PolicyLeakWarning(message), stacklevel=2)
         elif state.leaks == "error":
             state.report.note(message)
-    switch = settings.policy.value
-    if switch in ("on", "off"):
+    if settings.policy.layer is not None:  # on/off/a policy text, or both's fields
         state.baseline = _policy.chain(
-            state.saved, CompilePolicy(enabled=switch == "on"), PluginLabel("pytest baseline"),
+            state.saved, settings.policy.layer, PluginLabel("pytest baseline"),
             settings.policy.source,
         )
     # Tests run in the main thread, in this context: they all start from here.
