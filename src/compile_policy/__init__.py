@@ -16,7 +16,9 @@ from .errors import (
     PolicyError,
     PolicyLeakWarning,
     ScopeError,
+    TorchInternalsError,
 )
+from .governance import govern_torch_compile
 from .policy import CompilePolicy, current_policy, explain
 from .scopes import PolicyScope, bind_policy, compile_disabled, compile_enabled, use_policy
 from .variants import CompileOptions
@@ -34,11 +36,13 @@ __all__ = [
     "PolicyLeakWarning",
     "PolicyScope",
     "ScopeError",
+    "TorchInternalsError",
     "bind_policy",
     "compile_disabled",
     "compile_enabled",
     "current_policy",
     "explain",
+    "govern_torch_compile",
     "policy_compiled",
     "use_policy",
 ]

@@ -16,6 +16,7 @@ __all__ = [
     "PolicyError",
     "PolicyLeakWarning",
     "ScopeError",
+    "TorchInternalsError",
 ]
 
 
@@ -59,3 +60,8 @@ class CompileSkippedWarning(CompileFallbackWarning):
 
 class PolicyLeakWarning(UserWarning):
     """A test left a policy scope active (``--compile-policy-leaks=warn``)."""
+
+
+class TorchInternalsError(RuntimeError):
+    """The installed torch lacks an internal that :func:`compile_policy.govern_torch_compile`
+    relies on. The message names the torch version and what differs; nothing was changed."""

@@ -32,7 +32,13 @@ __all__ = ["CompilePolicy", "current_policy", "explain"]
 #: here so that validating a scope never has to import torch.
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs", "lite")
 FALLBACKS = ("eager", "raise")
-FIELD_NAMES = ("enabled", "backend", "mode", "fullgraph", "dynamic", "options", "fallback")
+FIELD_NAMES = ("enabled", "backend", "mode", "fullgraph", "dynamic", "options", "fallback", "stance")
+#: torch.compiler.set_stance's stances a scope may set (torch 2.13); "force_eager" is
+#: compile_disabled(). Applied to plain torch.compile code too: see governance.py.
+STANCES = (
+    "default", "eager_on_recompile", "fail_on_recompile", "eager_then_compile",
+    "aot_eager_then_compile",
+)
 
 ENV_VAR = "COMPILE_POLICY"
 TORCH_ENV_VAR = "TORCH_COMPILE_DISABLE"
@@ -66,6 +72,7 @@ class CompilePolicy:
     dynamic: bool | None = None
     options: Mapping[str, object] | None = None
     fallback: Fallback | None = None
+    stance: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):
@@ -99,6 +106,12 @@ class CompilePolicy:
             raise PolicyError(
                 f"fallback={self.fallback!r} is not allowed; allowed: None, "
                 + ", ".join(map(repr, FALLBACKS))
+            )
+        if self.stance is not None and self.stance not in STANCES:
+            hint = "; use compile_disabled() to run eagerly" if self.stance == "force_eager" else ""
+            raise PolicyError(
+                f"stance={self.stance!r} is not allowed; allowed: None, "
+                + ", ".join(map(repr, STANCES)) + hint
             )
 
     def merged_over(self, outer: CompilePolicy) -> CompilePolicy:
@@ -208,6 +221,8 @@ class _Frame:
         # `enabled` is never None, so the innermost frame alone decides it: the hot path
         # reads this slot instead of merging.
         self.enabled = layer.enabled
+        if layer.stance is not None:
+            _require_governance(layer)
         self._effective: CompilePolicy | None = None
         self._overrides: tuple[object, ...] | None = None
 
@@ -226,8 +241,9 @@ class _Frame:
         key = self._overrides
         if key is None:
             layer = self.layer
-            if layer.set_fields().keys() == {"enabled"}:
-                # compile_enabled()/compile_disabled(): the same arguments as below, unmerged.
+            if layer.set_fields().keys() <= {"enabled", "stance"}:
+                # compile_enabled()/compile_disabled(), maybe with a stance (never part of a
+                # variant's key: it changes no compile argument): the arguments from below.
                 key = (self.below or _default_frame()).overrides
             else:
                 p = self.effective
@@ -241,6 +257,17 @@ class _Frame:
             where = describe_location(where)
         fields_set = ", ".join(f"{k}={v!r}" for k, v in self.layer.set_fields().items())
         return f"{self.owner} at {where}: {fields_set}"
+
+
+def _require_governance(layer: CompilePolicy) -> None:
+    from .governance import is_governed  # lazily: governance reads this module's stack
+
+    if not is_governed():
+        raise PolicyError(
+            f"{layer!r} sets stance={layer.stance!r}, which needs govern_torch_compile(): "
+            "call compile_policy.govern_torch_compile() once before entering the scope "
+            "(pytest: --compile-policy-govern-torch)"
+        )
 
 
 def describe_location(where: tuple[types.CodeType, int]) -> str:
@@ -402,7 +429,16 @@ def explain() -> str:
         lines.append(frame.describe())
         frame = frame.below
     lines.append(_default_frame().describe())  # the bottom of every stack, never pushed
+    lines[0] += _governance_note()
     return "\n".join([lines[0]] + [f"  {n}. {line}" for n, line in enumerate(lines[1:], 1)])
+
+
+def _governance_note() -> str:
+    from .governance import is_governed
+
+    if is_governed():
+        return "; governs plain torch.compile code too (govern_torch_compile() is on)"
+    return "; plain torch.compile code is not governed (govern_torch_compile() is off)"
 
 
 def caller_location(depth: int) -> tuple[types.CodeType, int]:

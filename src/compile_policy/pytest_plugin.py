@@ -67,12 +67,23 @@ _ITEM_ERROR = pytest.StashKey[Exception]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
+    parser.getgroup("compile-policy").addoption(
+        "--compile-policy-govern-torch", action="store_true", default=None,
+        help="call compile_policy.govern_torch_compile() at start-up, so that the baseline and "
+        "the markers govern plain torch.compile code too (imports torch)",
+    )
+    parser.addini("compile_policy_govern_torch", "true: see --compile-policy-govern-torch",
+                  type="bool", default=False)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     for line in MARKERS:
         config.addinivalue_line("markers", line)
     settings = resolve(config)
+    if config.getoption("compile_policy_govern_torch") or config.getini("compile_policy_govern_torch"):
+        from .governance import govern_torch_compile  # imports torch: only when asked
+
+        govern_torch_compile()  # first: the default and the baseline may set a stance
     try:
         _policy.default_frame()
     except PolicyError as error:  # else every test would fail on it, one by one

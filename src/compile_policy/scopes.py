@@ -213,8 +213,10 @@ def compile_enabled(func: F | None = None, /, **fields: Any) -> PolicyScope | F:
     """Compile in the current thread or asyncio task, optionally overriding compile arguments.
 
     ``fields`` are any of ``backend``, ``mode``, ``fullgraph``, ``dynamic``, ``options``,
-    ``fallback``; the ones left out are inherited from the enclosing scope. A context
-    manager and a decorator (with or without ``()``).
+    ``fallback``, ``stance``; the ones left out are inherited from the enclosing scope.
+    ``stance`` (torch's stance names but ``"force_eager"``) applies to every
+    ``torch.compile``'d call in this context and needs :func:`govern_torch_compile`. A
+    context manager and a decorator (with or without ``()``).
 
         >>> with compile_enabled(backend="aot_eager", fallback="raise"):
         ...     out = step(x)  # compiled with aot_eager; a compile failure raises
