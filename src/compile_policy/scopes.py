@@ -143,7 +143,7 @@ class PolicyScope:
         # The frame pushed last. Frames are immutable, so the next enter from the same
         # place onto the same stack reuses it: a training loop's `with` allocates nothing.
         # Replaced by one store, so threads sharing this scope always see a whole frame.
-        self._last = _Frame(None, layer, self, (None, -1))  # matches no enter
+        self._last = _Frame(None, CompilePolicy(), self, (None, -1))  # matches no enter
 
     @property
     def policy(self) -> CompilePolicy:

@@ -1,0 +1,437 @@
+"""govern_torch_compile(): scopes that govern plain torch.compile code, per thread and task.
+
+Governance is process-wide once installed. So that these tests never change how the other
+tests of the same xdist worker behave, every test that installs it does so through the
+``governed`` fixture, which puts torch's own objects back afterwards (a private uninstall
+that only tests use) unless the whole run was started governed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import textwrap
+import threading
+import types
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+import torch._dynamo.eval_frame as eval_frame
+
+import compile_policy
+from compile_policy import (
+    CompilePolicy,
+    PolicyError,
+    TorchInternalsError,
+    compile_disabled,
+    compile_enabled,
+    explain,
+    govern_torch_compile,
+    policy_compiled,
+)
+from compile_policy import governance
+from conftest import CountingBackend, run_fresh
+
+RECOMPILE_REFUSED = "Detected recompile when torch.compile stance is 'fail_on_recompile'"
+
+
+class WhoRan(CountingBackend):
+    """A counting backend that also counts graph runs per thread and per asyncio task."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_runner: Counter[str] = Counter()
+
+    def __call__(self, gm: Any, example_inputs: Any) -> Any:
+        run = super().__call__(gm, example_inputs)
+
+        def counted(*args: Any) -> Any:
+            task = _current_task()
+            self.by_runner[task.get_name() if task else threading.current_thread().name] += 1
+            return run(*args)
+
+        return counted
+
+
+def _current_task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no running loop in this thread
+        return None
+
+
+@pytest.fixture
+def governed() -> Iterator[None]:
+    was_governed = governance.is_governed()  # e.g. a run with --compile-policy-govern-torch
+    govern_torch_compile()
+    try:
+        yield
+    finally:
+        assert eval_frame._stance.real.stance == "default", "a test left a set_stance behind"
+        if not was_governed:
+            governance._uninstall()
+
+
+def ones(*shape: int) -> torch.Tensor:
+    return torch.ones(*shape)
+
+
+# -- the install ---------------------------------------------------------------------------
+def test_torch_internals_are_what_governance_relies_on() -> None:
+    # Fails loudly when a torch upgrade changes them: read the message, then adapt governance.py.
+    governance.check_torch_internals()
+
+
+def test_install_is_idempotent_and_swaps_the_stance_and_both_set_stance_names(governed: None) -> None:
+    proxy = eval_frame._stance
+    govern_torch_compile()
+    assert eval_frame._stance is proxy and type(proxy).__name__ == "_GovernedStance"
+    import torch._dynamo.decorators as decorators
+
+    assert decorators._set_stance is eval_frame._set_stance
+    assert governance.is_governed()
+
+
+@pytest.mark.parametrize("breakage", ["reader", "stance type", "held elsewhere"])
+def test_install_refuses_naming_torch_version_and_what_differs_changing_nothing(
+    breakage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if governance.is_governed():
+        pytest.skip("this run is governed as a whole")
+    if breakage == "reader":
+        reads_nothing = types.FunctionType((lambda callback: callback).__code__, vars(eval_frame))
+        monkeypatch.setattr(eval_frame, "_callback_from_stance", reads_nothing)
+        missing = "eval_frame._callback_from_stance no longer reads the global(s) _stance"
+    elif breakage == "stance type":
+        monkeypatch.setattr(eval_frame, "_stance", types.SimpleNamespace(stance="default"))
+        missing = "eval_frame._stance is not a DynamoStance"
+    else:
+        holder = types.ModuleType("someone_elses_module")
+        holder._stance = eval_frame._stance  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, "someone_elses_module", holder)
+        missing = "module someone_elses_module holds eval_frame._stance by name"
+    before = (eval_frame._stance, eval_frame._set_stance)
+    with pytest.raises(TorchInternalsError) as info:
+        govern_torch_compile()
+    assert f"torch {torch.__version__}" in str(info.value)
+    assert missing in str(info.value)
+    assert (eval_frame._stance, eval_frame._set_stance) == before
+    assert not governance.is_governed()
+
+
+def test_explain_says_whether_governance_is_on(governed: None) -> None:
+    assert "govern_torch_compile() is on" in explain().splitlines()[0]
+
+
+class Doubler(torch.nn.Module):
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return t * 2
+
+
+# -- disabled contexts run every torch.compile'd function eagerly --------------------------
+def test_two_threads_at_once_only_the_disabled_one_runs_eagerly(governed: None) -> None:
+    backend = WhoRan()
+    fn = torch.compile(lambda t: t * 2, backend=backend)
+    fn(ones(3))  # warm, in the main thread
+    together = threading.Barrier(2)
+
+    def calls(disabled: bool) -> None:
+        scope = compile_disabled() if disabled else compile_enabled()
+        with scope:
+            for _ in range(50):
+                together.wait()  # each call of one thread overlaps one of the other
+                fn(ones(3))
+
+    threads = [threading.Thread(target=calls, args=(d,), name=f"disabled={d}") for d in (True, False)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert backend.by_runner == {"MainThread": 1, "disabled=False": 50}
+    assert backend.compiles == 1
+
+
+def test_asyncio_tasks_interleave_and_children_inherit_the_scope(governed: None) -> None:
+    backend = WhoRan()
+    fn = torch.compile(lambda t: t + 1, backend=backend)
+
+    async def child() -> None:
+        fn(ones(3))
+
+    async def worker(disabled: bool) -> None:
+        scope = compile_disabled() if disabled else compile_enabled()
+        with scope:
+            for _ in range(5):
+                fn(ones(3))
+                await asyncio.sleep(0)  # let the other tasks run in between
+            await asyncio.create_task(child(), name=f"child of {asyncio.current_task().get_name()}")  # type: ignore[union-attr]
+
+    async def main() -> None:
+        await asyncio.gather(*(
+            asyncio.create_task(worker(n % 2 == 0), name=f"task{n}") for n in range(4)
+        ))
+
+    asyncio.run(main())
+    assert backend.by_runner == {"task1": 5, "task3": 5, "child of task1": 1, "child of task3": 1}
+    assert backend.compiles == 1
+
+
+def test_a_warm_function_disabled_then_enabled_again_does_not_recompile(
+    governed: None, counting: CountingBackend
+) -> None:
+    fn = torch.compile(lambda t: t.sin(), backend=counting)
+    fn(ones(3))
+    with compile_disabled():
+        fn(ones(3))
+        fn(ones(4))  # a new shape: no recompile either
+    fn(ones(3))
+    assert (counting.compiles, counting.runs) == (1, 2)
+
+
+def test_a_cold_function_under_a_disabled_scope_is_not_compiled(
+    governed: None, counting: CountingBackend
+) -> None:
+    fn = torch.compile(lambda t: t.cos(), backend=counting)
+    with compile_disabled():
+        assert torch.equal(fn(ones(3)), ones(3).cos())
+    assert (counting.compiles, counting.runs) == (0, 0)
+    fn(ones(3))
+    assert (counting.compiles, counting.runs) == (1, 1)
+
+
+def test_fullgraph_warm_cold_and_a_new_shape_under_a_disabled_scope_raise_nothing(
+    governed: None, counting: CountingBackend
+) -> None:
+    cold = torch.compile(lambda t: t - 1, backend=counting, fullgraph=True, dynamic=False)
+    warm = torch.compile(lambda t: t + 3, backend=counting, fullgraph=True, dynamic=False)
+    warm(ones(3))
+    with compile_disabled():
+        cold(ones(3))  # no "found no compiled frames" error
+        warm(ones(3))
+        warm(ones(5))  # would be a recompile
+    assert (counting.compiles, counting.runs) == (1, 1)
+    warm(ones(3))
+    assert (counting.compiles, counting.runs) == (1, 2)
+
+
+@pytest.mark.parametrize("how", ["torch.compile(module)", "module.compile()"])
+def test_compiled_modules_run_eagerly_under_a_disabled_scope(
+    how: str, governed: None, counting: CountingBackend
+) -> None:
+    module = Doubler()
+    if how == "module.compile()":
+        module.compile(backend=counting)
+        compiled = module
+    else:
+        compiled = torch.compile(module, backend=counting)
+    compiled(ones(1, 3))
+    with compile_disabled():
+        compiled(ones(1, 3))
+        compiled(ones(4, 3))
+    assert (counting.compiles, counting.runs) == (1, 1)
+
+
+def test_nested_compiled_functions_both_run_eagerly(governed: None, counting: CountingBackend) -> None:
+    inner = torch.compile(lambda t: t * 3, backend=counting)
+    outer = torch.compile(lambda t: inner(t) + 1, backend=counting)
+    inner(ones(2))
+    with compile_disabled():
+        assert torch.equal(outer(ones(2)), ones(2) * 3 + 1)  # outer is cold, inner warm
+    assert (counting.compiles, counting.runs) == (1, 1)
+
+
+def test_with_the_default_off_plain_torch_compile_runs_eagerly_until_a_scope_enables(
+    governed: None, counting: CountingBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COMPILE_POLICY", "off")
+    compile_policy.policy.default_frame.cache_clear()  # type: ignore[attr-defined]
+    try:
+        fn = torch.compile(lambda t: t * 5, backend=counting)
+        fn(ones(2))
+        assert counting.compiles == 0
+        with compile_enabled():
+            fn(ones(2))
+        assert (counting.compiles, counting.runs) == (1, 1)
+    finally:
+        monkeypatch.undo()
+        compile_policy.policy.default_frame.cache_clear()  # type: ignore[attr-defined]
+
+
+def test_policy_compiled_objects_behave_as_before(governed: None, counting: CountingBackend) -> None:
+    step = policy_compiled(lambda t: t + 2, backend=counting)
+    step(ones(2))
+    with compile_disabled():
+        step(ones(2))
+    stats = step.stats()
+    assert (stats.compiled_calls, stats.eager_calls, counting.compiles) == (1, 1, 1)
+
+
+# -- outside disabled scopes torch's process-wide stance applies ----------------------------
+def test_set_stance_in_all_its_forms_stays_process_wide_outside_our_scopes(
+    governed: None, counting: CountingBackend
+) -> None:
+    fn = torch.compile(lambda t: t / 2, backend=counting)
+    fn(ones(2))  # 1 run
+
+    @torch.compiler.set_stance("force_eager")
+    def decorated() -> None:
+        fn(ones(2))
+
+    decorated()
+    with torch.compiler.set_stance("force_eager"):
+        fn(ones(2))
+        with compile_enabled():  # no stance field: torch's stance still applies
+            fn(ones(2))
+        with compile_enabled(stance="default"):  # a scope's stance wins in its context
+            fn(ones(2))  # 2 runs
+        seen_in_thread = []
+        thread = threading.Thread(target=lambda: seen_in_thread.append(eval_frame._stance.stance))
+        thread.start()
+        thread.join()
+        assert seen_in_thread == ["force_eager"]
+    torch.compiler.set_stance("force_eager")
+    try:
+        fn(ones(2))
+    finally:
+        torch.compiler.set_stance("default")
+    fn(ones(2))  # 3 runs
+    with torch.compiler.set_stance("eager_on_recompile"):
+        fn(ones(7))  # a new shape runs eagerly: no compile
+    assert (counting.compiles, counting.runs) == (1, 3)
+
+
+def test_torch_dynamo_reset_keeps_governance(governed: None, counting: CountingBackend) -> None:
+    fn = torch.compile(lambda t: t * 7, backend=counting)
+    fn(ones(2))
+    torch._dynamo.reset()
+    assert governance.is_governed() and type(eval_frame._stance).__name__ == "_GovernedStance"
+    with compile_disabled():
+        fn(ones(2))
+    assert counting.compiles == 1
+    fn(ones(2))  # the cache was reset: compiles again
+    assert (counting.compiles, counting.runs) == (2, 2)
+
+
+# -- stance: a context-local set_stance ----------------------------------------------------
+def test_fail_on_recompile_raises_in_its_own_context_only(
+    governed: None, counting: CountingBackend
+) -> None:
+    fn = torch.compile(lambda t: t + 4, backend=counting, dynamic=False)
+    fn(ones(2))
+    other_thread_may: list[torch.Tensor] = []
+    with compile_enabled(stance="fail_on_recompile"):
+        fn(ones(2))  # cached: fine
+        thread = threading.Thread(target=lambda: other_thread_may.append(fn(ones(6))))
+        thread.start()
+        thread.join()
+        with pytest.raises(RuntimeError, match=RECOMPILE_REFUSED):
+            fn(ones(5))
+    assert len(other_thread_may) == 1 and counting.compiles == 2
+    fn(ones(5))
+    assert counting.compiles == 3
+
+
+def test_fail_on_recompile_on_policy_compiled_propagates_and_records_no_failure(
+    governed: None, counting: CountingBackend
+) -> None:
+    step = policy_compiled(lambda t: t * 9, backend=counting, dynamic=False)
+    with compile_enabled(stance="fail_on_recompile"):
+        with pytest.raises(RuntimeError, match=RECOMPILE_REFUSED):
+            step(ones(2))  # torch 2.13 refuses a cold function's first compile too
+    step(ones(2))
+    with compile_enabled(stance="fail_on_recompile"):
+        step(ones(2))
+        with pytest.raises(RuntimeError, match=RECOMPILE_REFUSED):
+            step(ones(3))
+    stats = step.stats()
+    assert (stats.failures, stats.fallback_calls, len(stats.variants)) == ((), 0, 1)
+    step(ones(3))  # the object compiles as usual after the scope
+    assert step.stats().compiled_calls == 3
+
+
+def test_stance_is_never_part_of_a_variants_key(governed: None, counting: CountingBackend) -> None:
+    step = policy_compiled(lambda t: t - 9, backend=counting)
+    step(ones(2))
+    for stance in ("eager_on_recompile", "fail_on_recompile", "default"):
+        with compile_enabled(stance=stance):
+            step(ones(2))
+    stats = step.stats()
+    assert (len(stats.variants), stats.graphs_compiled, stats.compiled_calls) == (1, 1, 4)
+
+
+@pytest.mark.parametrize(
+    ("stance", "hint"),
+    [("force_eager", "use compile_disabled()"), ("eager", "'fail_on_recompile'"), (1, "'default'")],
+)
+def test_bad_stance_is_a_policy_error_at_scope_creation(stance: object, hint: str) -> None:
+    for make in (lambda: compile_enabled(stance=stance), lambda: CompilePolicy(stance=stance)):  # type: ignore[arg-type]
+        with pytest.raises(PolicyError, match=repr(stance)) as info:
+            make()
+        assert hint in str(info.value)
+
+
+def test_entering_a_stance_scope_before_governance_says_to_call_it() -> None:
+    if governance.is_governed():
+        pytest.skip("this run is governed as a whole")
+    scope = compile_enabled(stance="fail_on_recompile")  # making it is fine
+    with pytest.raises(PolicyError, match=r"call compile_policy.govern_torch_compile\(\)"):
+        with scope:
+            pass
+    assert compile_policy.current_policy().stance is None
+
+
+# -- the pytest plugin and a fresh interpreter ---------------------------------------------
+STANCE_PROBE = """
+import pytest, torch
+import torch._dynamo.eval_frame as eval_frame
+
+@pytest.mark.compile_enabled(stance="fail_on_recompile")
+def test_marker_stance():
+    assert eval_frame._stance.stance == "fail_on_recompile"
+
+def test_baseline_off_runs_plain_torch_compile_eagerly():
+    assert eval_frame._stance.stance == "force_eager"
+"""
+
+
+def test_plugin_ini_governs_plain_torch_compile(pytester: pytest.Pytester) -> None:
+    was_governed = governance.is_governed()
+    pytester.makepyfile(test_probe=STANCE_PROBE)
+    pytester.makeini("[pytest]\ncompile_policy = off\ncompile_policy_govern_torch = true\n")
+    try:
+        pytester.runpytest("-p", "no:xdist").assert_outcomes(passed=2)
+    finally:
+        if not was_governed:
+            governance._uninstall()  # the inner run governed this process
+
+
+def test_plugin_flag_governs_on_xdist_workers(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_probe=STANCE_PROBE)
+    result = pytester.runpytest_subprocess("-n", "1", "--compile-policy=off", "--compile-policy-govern-torch")
+    result.assert_outcomes(passed=2)
+
+
+def test_without_governance_plain_torch_compile_is_untouched_in_a_fresh_interpreter() -> None:
+    code = """
+    import sys
+    import compile_policy
+    from compile_policy import compile_disabled, explain
+    assert "torch" not in sys.modules, "importing compile_policy imported torch"
+    import torch
+    import torch._dynamo.eval_frame as eval_frame
+    runs = []
+    def backend(gm, example_inputs):
+        return lambda *args: runs.append(1) or gm.forward(*args)
+    fn = torch.compile(lambda t: t + 1, backend=backend, fullgraph=True)
+    with compile_disabled():
+        fn(torch.ones(2))
+    assert runs == [1], runs
+    assert type(eval_frame._stance) is eval_frame.DynamoStance
+    assert "govern_torch_compile() is off" in explain()
+    print("UNTOUCHED")
+    """
+    result = run_fresh([sys.executable, "-c", textwrap.dedent(code)], env={"COMPILE_POLICY": "off"}, timeout=120)
+    assert "UNTOUCHED" in result.stdout, result.stderr
