@@ -22,6 +22,7 @@ import torch
 import torch._dynamo.eval_frame as eval_frame
 
 import compile_policy
+import compile_policy.torch_internals
 from compile_policy import (
     CompilePolicy,
     PolicyError,
@@ -30,9 +31,9 @@ from compile_policy import (
     compile_enabled,
     explain,
     govern_torch_compile,
+    governance,
     policy_compiled,
 )
-from compile_policy import governance
 from conftest import CountingBackend, run_fresh
 
 RECOMPILE_REFUSED = "Detected recompile when torch.compile stance is 'fail_on_recompile'"
@@ -82,7 +83,7 @@ def ones(*shape: int) -> torch.Tensor:
 # -- the install ---------------------------------------------------------------------------
 def test_torch_internals_are_what_governance_relies_on() -> None:
     # Fails loudly when a torch upgrade changes them: read the message, then adapt governance.py.
-    governance.check_torch_internals()
+    compile_policy.torch_internals.check_torch_internals()
 
 
 def test_install_is_idempotent_and_swaps_the_stance_and_both_set_stance_names(governed: None) -> None:
@@ -93,6 +94,10 @@ def test_install_is_idempotent_and_swaps_the_stance_and_both_set_stance_names(go
 
     assert decorators._set_stance is eval_frame._set_stance
     assert governance.is_governed()
+    plain = lambda t: t  # noqa: E731
+    compiled = torch.compile(plain)
+    assert compiled.__wrapped__ is plain and compiled._torchdynamo_orig_callable is plain  # type: ignore[attr-defined]
+    assert eval_frame.innermost_fn(compiled) is plain
 
 
 @pytest.mark.parametrize("breakage", ["reader", "stance type", "held elsewhere"])
@@ -241,6 +246,26 @@ def test_nested_compiled_functions_both_run_eagerly(governed: None, counting: Co
     with compile_disabled():
         assert torch.equal(outer(ones(2)), ones(2) * 3 + 1)  # outer is cold, inner warm
     assert (counting.compiles, counting.runs) == (1, 1)
+    outer(ones(2))  # enabled: Dynamo traces through inner (inlined into outer's graph)
+    assert (counting.compiles, counting.runs) == (2, 2)
+
+
+def test_functions_compiled_before_the_install_are_governed_too(counting: CountingBackend) -> None:
+    if governance.is_governed():
+        pytest.skip("this run is governed as a whole")
+    fn = torch.compile(lambda t: t * 11, backend=counting, fullgraph=True)
+    fn(ones(2))
+    govern_torch_compile()
+    try:
+        with compile_disabled():
+            fn(ones(2))
+            fn(ones(3))
+        assert (counting.compiles, counting.runs) == (1, 1)
+        with compile_enabled(stance="fail_on_recompile"):
+            with pytest.raises(RuntimeError, match=RECOMPILE_REFUSED):
+                fn(ones(4))
+    finally:
+        governance._uninstall()
 
 
 def test_with_the_default_off_plain_torch_compile_runs_eagerly_until_a_scope_enables(
@@ -267,6 +292,9 @@ def test_policy_compiled_objects_behave_as_before(governed: None, counting: Coun
         step(ones(2))
     stats = step.stats()
     assert (stats.compiled_calls, stats.eager_calls, counting.compiles) == (1, 1, 1)
+    # Its variant is torch's own compile_wrapper: the object checks the policy itself.
+    [variant] = step._policy_state.by_key.values()  # type: ignore[attr-defined]
+    assert variant.compiled.__code__.co_name == "compile_wrapper"
 
 
 # -- outside disabled scopes torch's process-wide stance applies ----------------------------
@@ -433,5 +461,7 @@ def test_without_governance_plain_torch_compile_is_untouched_in_a_fresh_interpre
     assert "govern_torch_compile() is off" in explain()
     print("UNTOUCHED")
     """
-    result = run_fresh([sys.executable, "-c", textwrap.dedent(code)], env={"COMPILE_POLICY": "off"}, timeout=120)
+    result = run_fresh(
+        [sys.executable, "-c", textwrap.dedent(code)], env={"COMPILE_POLICY": "off"}, timeout=120
+    )
     assert "UNTOUCHED" in result.stdout, result.stderr
