@@ -14,6 +14,7 @@ import time
 import warnings
 
 from .cases import ALL, Row
+from .governance import CASES as GOVERNANCE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 
     rows: list[Row] = []
-    for case in ALL:
+    for case in ALL + GOVERNANCE:
         started = time.perf_counter()
         print(f"[bench] {case.__name__} ...", file=sys.stderr, flush=True)
         rows.extend(case(args.quick))

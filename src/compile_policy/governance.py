@@ -108,24 +108,26 @@ def govern_torch_compile() -> None:
         >>> with compile_disabled():
         ...     model(x)  # a torch.compile'd model, run eagerly in this thread/task only
     """
-    global _INSTALLED
     with _LOCK:
-        if _INSTALLED is not None:
-            return
-        internals = check_torch_internals()
-        eval_frame, decorators = internals.eval_frame, internals.decorators
-        originals = {name: getattr(eval_frame, name) for name in REPLACED}
-        originals["__call__"] = internals.context_call
-        replacements = _replacements(internals, originals)
-        # A handful of stores, no torch call between them. A torch.compiler.set_stance()
-        # racing in another thread during these could be lost; installing happens once.
-        for name, value in replacements.items():
-            if name == "__call__":
-                eval_frame._TorchDynamoContext.__call__ = value
-            else:
-                setattr(eval_frame, name, value)
-        decorators._set_stance = replacements["_set_stance"]  # type: ignore[attr-defined]
-        _INSTALLED = (internals, originals)
+        if _INSTALLED is None:
+            _install(check_torch_internals())
+
+
+def _install(internals: Internals) -> None:
+    global _INSTALLED
+    eval_frame, decorators = internals.eval_frame, internals.decorators
+    originals = {name: getattr(eval_frame, name) for name in REPLACED}
+    originals["__call__"] = internals.context_call
+    replacements = _replacements(internals, originals)
+    # A handful of stores, no torch call between them. A torch.compiler.set_stance() racing
+    # in another thread during these could be lost; installing happens once, at start-up.
+    for name, value in replacements.items():
+        if name == "__call__":
+            eval_frame._TorchDynamoContext.__call__ = value
+        else:
+            setattr(eval_frame, name, value)
+    decorators._set_stance = replacements["_set_stance"]  # type: ignore[attr-defined]
+    _INSTALLED = (internals, originals)
 
 
 def _replacements(internals: Internals, originals: dict[str, Any]) -> dict[str, Any]:
@@ -210,14 +212,15 @@ def _eager_shortcut(compile_wrapper: Callable[..., Any], set_eval_frame: Any) ->
     return governed
 
 
-def _uninstall() -> None:
-    """Put torch's own objects back, keeping its current process-wide stance (tests only:
-    governance has no public uninstall; functions compiled meanwhile keep a shortcut that
-    then always calls compile_wrapper)."""
+def _uninstall() -> Internals | None:
+    """Put torch's own objects back, keeping its current process-wide stance (tests and
+    benchmarks only: governance has no public uninstall; functions compiled meanwhile keep
+    a shortcut that then always calls compile_wrapper). Returns what was installed, for
+    :func:`_reinstall`."""
     global _INSTALLED
     with _LOCK:
         if _INSTALLED is None:
-            return
+            return None
         internals, originals = _INSTALLED
         eval_frame = internals.eval_frame
         real = eval_frame._stance.real
@@ -229,3 +232,12 @@ def _uninstall() -> None:
         eval_frame._stance = real  # type: ignore[attr-defined]
         internals.decorators._set_stance = originals["_set_stance"]  # type: ignore[attr-defined]
         _INSTALLED = None
+    return internals
+
+
+def _reinstall(internals: Internals) -> None:
+    """Install again without checking again (benchmarks toggle governance between timings;
+    the check allocates enough to set off the garbage collector in the next timing)."""
+    with _LOCK:
+        if _INSTALLED is None:
+            _install(internals)

@@ -1,0 +1,169 @@
+"""What govern_torch_compile() costs: plain torch.compile calls governed and not, in one run.
+
+Each worker process times, in every round and in a shuffled order, the same calls with
+governance installed and with torch's own objects put back (the tests' private uninstall),
+so that a ratio compares the two in one process. ``python -m benchmarks.governance`` prints
+this table alone (``--quick``: checks that it runs, not the claims).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import random
+import subprocess
+import sys
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from .cases import WORKERS, Row, _claim, _tiny
+from .timing import median, per_call_ns, ratio
+
+Samples = dict[str, list[float]]
+
+#: name -> (governed?, the call)
+Candidates = dict[str, tuple[bool, Callable[[], object]]]
+
+
+def _interleaved_governed(candidates: Candidates, calls: int, rounds: int) -> Samples:
+    """Like timing.interleaved, installing or uninstalling governance before each candidate."""
+    from compile_policy import governance
+
+    governance.govern_torch_compile()
+    internals = governance._uninstall()
+    assert internals is not None
+
+    def governed(on: bool) -> None:
+        if on:
+            governance._reinstall(internals)
+        else:
+            governance._uninstall()
+
+    rng = random.Random(0)
+    names = list(candidates)
+    for name in names:  # warm-up
+        on, fn = candidates[name]
+        governed(on)
+        per_call_ns(fn, max(1, calls // 10))
+    samples: Samples = {name: [] for name in names}
+    gc.collect()
+    for _ in range(rounds):
+        rng.shuffle(names)
+        for name in names:
+            on, fn = candidates[name]
+            governed(on)
+            samples[name].append(per_call_ns(fn, calls))
+    governance._uninstall()
+    return samples
+
+
+def governance_samples(quick: bool) -> dict[str, Samples]:
+    """One worker's rounds: the tiny function compiled before and after the install."""
+    import torch
+
+    from compile_policy import compile_disabled, governance
+
+    x = torch.randn(64)
+    before = torch.compile(_tiny)  # torch's compile_wrapper, with no shortcut
+    before(x)
+    governance.govern_torch_compile()
+    after = torch.compile(_tiny)  # compiled governed: a shortcut for disabled contexts
+    after(x)
+    governance._uninstall()
+
+    def disabled(fn: Callable[[], object]) -> Callable[[], object]:
+        def call() -> None:
+            with compile_disabled():
+                for _ in range(10):
+                    fn()
+        return call
+
+    def force_eager() -> None:
+        with torch.compiler.set_stance("force_eager"):
+            for _ in range(10):
+                before(x)
+
+    def scope() -> None:
+        with compile_disabled():
+            pass
+
+    calls, rounds = (50, 5) if quick else (200, 41)
+    compiled = _interleaved_governed({
+        "ungoverned": (False, lambda: before(x)),
+        "governed, compiled before": (True, lambda: before(x)),
+        "governed, compiled after": (True, lambda: after(x)),
+    }, calls, rounds)
+    # Ten calls per scope, so that entering it is a small part; the same for set_stance.
+    eager = _interleaved_governed({
+        "plain": (False, lambda: [_tiny(x) for _ in range(10)]),
+        "force_eager": (False, force_eager),
+        "disabled, compiled before": (True, disabled(lambda: before(x))),
+        "disabled, compiled after": (True, disabled(lambda: after(x))),
+    }, calls // 10, rounds)
+    scopes = _interleaved_governed(
+        {"ungoverned": (False, scope), "governed": (True, scope)}, calls * 5, rounds
+    )
+    return {"compiled": compiled, "eager": eager, "scope": scopes}
+
+
+def governance_cost(quick: bool) -> list[Row]:
+    tables = _pooled(quick, 1 if quick else WORKERS)
+    compiled, eager, scopes = tables["compiled"], tables["eager"], tables["scope"]
+    rows = [Row("governance: plain torch.compile(tiny), not governed",
+                median(compiled["ungoverned"]), "ns")]
+    for name in ("governed, compiled after", "governed, compiled before"):
+        r = ratio(compiled, name, "ungoverned")
+        row = Row(f"governance: torch.compile(tiny), {name}, no scope",
+                  median(compiled[name]), "ns", "not governed", r)
+        if name == "governed, compiled after":
+            row.target, row.ok = _claim(r, 1.03)
+        rows.append(row)
+    rows.append(Row("governance: 10 x plain tiny()", median(eager["plain"]), "ns"))
+    r = ratio(eager, "force_eager", "plain")
+    rows.append(Row('governance: 10 x torch.compile(tiny), set_stance("force_eager")',
+                    median(eager["force_eager"]), "ns", "plain tiny()", r))
+    for name in ("disabled, compiled after", "disabled, compiled before"):
+        r = ratio(eager, name, "plain")
+        row = Row(f"governance: 10 x torch.compile(tiny), {name}",
+                  median(eager[name]), "ns", "plain tiny()", r)
+        if name == "disabled, compiled after":
+            row.target, row.ok = _claim(r, 1.10)
+        rows.append(row)
+    r = ratio(scopes, "governed", "ungoverned")
+    rows.append(Row("governance: enter+exit compile_disabled(), governed", median(scopes["governed"]),
+                    "ns", "not governed", r, *_claim(r, 1.05)))
+    return rows
+
+
+def _pooled(quick: bool, workers: int) -> dict[str, Samples]:
+    """governance_samples in ``workers`` fresh interpreters, rounds concatenated."""
+    command = [sys.executable, "-m", "benchmarks.governance", "--worker"] + (["--quick"] if quick else [])
+    tables: dict[str, Samples] = {}
+    for _ in range(workers):
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"benchmark worker governance failed:\n{done.stderr}")
+        for table, samples in json.loads(done.stdout).items():
+            for name, values in samples.items():
+                tables.setdefault(table, {}).setdefault(name, []).extend(values)
+    return tables
+
+
+CASES = [governance_cost]
+
+
+def main(argv: list[str]) -> None:
+    warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
+    quick = "--quick" in argv
+    if "--worker" in argv:
+        json.dump(governance_samples(quick), sys.stdout)
+        return
+    from .__main__ import render
+
+    rows: list[Any] = [row for case in CASES for row in case(quick)]
+    print(render(rows))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
