@@ -285,6 +285,23 @@ def test_with_the_default_off_plain_torch_compile_runs_eagerly_until_a_scope_ena
         compile_policy.policy.default_frame.cache_clear()  # type: ignore[attr-defined]
 
 
+def test_a_stance_in_the_process_default_applies_where_no_scope_sets_one(
+    governed: None, counting: CountingBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COMPILE_POLICY", "on,stance=fail_on_recompile")
+    compile_policy.policy.default_frame.cache_clear()  # type: ignore[attr-defined]
+    try:
+        fn = torch.compile(lambda t: t * 6, backend=counting)
+        with pytest.raises(RuntimeError, match=RECOMPILE_REFUSED):
+            fn(ones(2))
+        with compile_enabled(stance="default"):
+            fn(ones(2))
+        assert counting.compiles == 1
+    finally:
+        monkeypatch.undo()
+        compile_policy.policy.default_frame.cache_clear()  # type: ignore[attr-defined]
+
+
 def test_policy_compiled_objects_behave_as_before(governed: None, counting: CountingBackend) -> None:
     step = policy_compiled(lambda t: t + 2, backend=counting)
     step(ones(2))
@@ -425,10 +442,25 @@ def test_baseline_off_runs_plain_torch_compile_eagerly():
 """
 
 
+BASELINE_STANCE_PROBE = """
+import pytest, torch
+import torch._dynamo.eval_frame as eval_frame
+
+@pytest.mark.compile_enabled(stance="fail_on_recompile")
+def test_marker_stance():
+    assert eval_frame._stance.stance == "fail_on_recompile"
+
+def test_baseline_stance():
+    assert eval_frame._stance.stance == "eager_on_recompile"
+"""
+
+
 def test_plugin_ini_governs_plain_torch_compile(pytester: pytest.Pytester) -> None:
     was_governed = governance.is_governed()
-    pytester.makepyfile(test_probe=STANCE_PROBE)
-    pytester.makeini("[pytest]\ncompile_policy = off\ncompile_policy_govern_torch = true\n")
+    pytester.makepyfile(test_probe=BASELINE_STANCE_PROBE)
+    pytester.makeini(
+        "[pytest]\ncompile_policy = on,stance=eager_on_recompile\ncompile_policy_govern_torch = true\n"
+    )
     try:
         pytester.runpytest("-p", "no:xdist").assert_outcomes(passed=2)
     finally:

@@ -56,30 +56,26 @@ class _GovernedStance:
     def __init__(self, real: Any) -> None:
         self.real = real
 
+    # `pushed_top() or default_frame()`: the context's innermost frame; with no scope, the
+    # process default (COMPILE_POLICY may set `enabled` and `stance` too).
     @property
     def stance(self) -> str:
-        top = pushed_top()
-        if top is None:
-            return self.real.stance if default_frame().enabled else _FORCE_EAGER
-        if not top.enabled:
+        frame = pushed_top() or default_frame()
+        if not frame.enabled:
             return _FORCE_EAGER
-        return top.effective.stance or self.real.stance
+        return frame.effective.stance or self.real.stance
 
     @property
     def backend(self) -> Any:
-        top = pushed_top()
-        if top is None:
-            return self.real.backend if default_frame().enabled else None
-        if not top.enabled or top.effective.stance is not None:
+        frame = pushed_top() or default_frame()
+        if not frame.enabled or frame.effective.stance is not None:
             return None
         return self.real.backend
 
     @property
     def skip_guard_eval_unsafe(self) -> bool:
-        top = pushed_top()
-        if top is None:
-            return bool(self.real.skip_guard_eval_unsafe) and default_frame().enabled
-        if not top.enabled or top.effective.stance is not None:
+        frame = pushed_top() or default_frame()
+        if not frame.enabled or frame.effective.stance is not None:
             return False
         return bool(self.real.skip_guard_eval_unsafe)
 
@@ -148,23 +144,24 @@ def _replacements(internals: Internals, originals: dict[str, Any]) -> dict[str, 
 
     # compile_wrapper calls these two on every call. Reading the stand-in's fields costs about
     # 0.1 us each (a Python property; three per call), so the common cases answer here first:
-    # no scope and torch's default stance (the callback unchanged, as torch returns it), or a
-    # disabled context (None, as torch returns for force_eager). Only a scope's stance, or a
-    # process-wide stance other than the default, goes through torch's function and the proxy.
+    # a disabled context (None, as torch returns for force_eager), or no stance set by the
+    # policy and torch's default stance (the callback unchanged, as torch returns it). Only a
+    # policy's stance, or a process-wide stance other than the default, goes through torch's
+    # own function and the stand-in.
     def _callback_from_stance(callback: Any) -> Any:
-        top = pushed_top()
-        if top is None:
-            if not default_frame().enabled:
-                return None
-            real = proxy.real
-            if real.stance == "default" and real.backend is None:
-                return callback
-        elif not top.enabled:
+        frame = pushed_top() or default_frame()
+        if not frame.enabled:
             return None
+        real = proxy.real
+        # The frame's cached merge when there is one (a slot read, not the property).
+        effective = frame._effective or frame.effective
+        if real.stance == "default" and real.backend is None and effective.stance is None:
+            return callback
         return torch_callback_from_stance(callback)
 
     def _is_skip_guard_eval_unsafe_stance() -> bool:
-        if proxy.real.skip_guard_eval_unsafe is False and pushed_top() is None:
+        # A scope's stance and a disabled context both mean False: only torch's True varies.
+        if proxy.real.skip_guard_eval_unsafe is False:
             return False
         return proxy.skip_guard_eval_unsafe
 
@@ -196,8 +193,7 @@ def _eager_shortcut(compile_wrapper: Callable[..., Any], set_eval_frame: Any) ->
     fn = compile_wrapper._torchdynamo_orig_callable  # type: ignore[attr-defined]
 
     def governed(*args: Any, **kwargs: Any) -> Any:
-        top = pushed_top()
-        if _INSTALLED is None or (top.enabled if top is not None else default_frame().enabled):
+        if _INSTALLED is None or (pushed_top() or default_frame()).enabled:
             return compile_wrapper(*args, **kwargs)
         prior = set_eval_frame(None)
         try:
