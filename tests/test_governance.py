@@ -407,6 +407,17 @@ def test_stance_is_never_part_of_a_variants_key(governed: None, counting: Counti
     assert (len(stats.variants), stats.graphs_compiled, stats.compiled_calls) == (1, 1, 4)
 
 
+def test_eager_on_recompile_on_policy_compiled_counts_a_skip_without_warning(
+    governed: None, counting: CountingBackend
+) -> None:
+    step = policy_compiled(lambda t: t * 8, backend=counting, dynamic=False)
+    step(ones(2))
+    with compile_enabled(stance="eager_on_recompile"):
+        assert torch.equal(step(ones(3)), ones(3) * 8)  # filterwarnings=error: no warning
+    stats = step.stats()
+    assert (stats.skipped_calls, stats.failures, counting.compiles) == (1, (), 1)
+
+
 @pytest.mark.parametrize(
     ("stance", "hint"),
     [("force_eager", "use compile_disabled()"), ("eager", "'fail_on_recompile'"), (1, "'default'")],

@@ -133,7 +133,7 @@ class CompileState:
                     variant.ran_graphs = True
                     self.mark_warm(variant)
             else:
-                self.skipped_call(variant)
+                self.skipped_call(variant, frame)
             self.remember(top, variant)
             return out
         # Outside the except block, so that an eager error is not chained to the compile one.
@@ -153,14 +153,16 @@ class CompileState:
 
     def skipped_in_call(self, top: _Frame | None) -> None:
         """A warm variant's call ran no compiled graph."""
-        self.skipped_call(self.variant_for(top or default_frame()))
+        frame = top or default_frame()
+        self.skipped_call(self.variant_for(frame), frame)
 
-    def skipped_call(self, variant: _Variant) -> None:
+    def skipped_call(self, variant: _Variant, frame: _Frame) -> None:
         """Dynamo ran a call the policy compiled without running any compiled graph."""
         next(self.skipped_calls)
         if not variant.warm:
             self.mark_warm(variant)  # nothing is being compiled: no race to guard
-        if variant.ran_graphs and not self.warned_skipped:
+        # A policy stance such as eager_on_recompile asks for eager runs: nothing to warn of.
+        if variant.ran_graphs and not self.warned_skipped and frame.effective.stance is None:
             self.warn_skipped(variant)
 
     def remember(self, top: _Frame | None, variant: _Variant) -> None:
