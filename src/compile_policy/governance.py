@@ -106,7 +106,11 @@ def govern_torch_compile() -> None:
     """
     with _LOCK:
         if _INSTALLED is None:
-            _install(check_torch_internals())
+            internals = check_torch_internals()
+            # A bad COMPILE_POLICY raises here, changing nothing, rather than in every
+            # torch.compile'd call from now on.
+            default_frame()
+            _install(internals)
 
 
 def _install(internals: Internals) -> None:
