@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from . import policy as _policy
-from .errors import PolicyError, PolicyLeakWarning
+from .errors import PolicyError, PolicyLeakWarning, TorchInternalsError
 from .policy import current_policy
 from .pytest_fixture import PolicyFixture, compile_policy
 from .pytest_isolation import DynamoReset, InductorCache
@@ -83,7 +83,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("compile_policy_govern_torch") or config.getini("compile_policy_govern_torch"):
         from .governance import govern_torch_compile  # imports torch: only when asked
 
-        govern_torch_compile()  # first: the default and the baseline may set a stance
+        try:
+            govern_torch_compile()  # first: the default and the baseline may set a stance
+        except (PolicyError, TorchInternalsError) as error:
+            raise pytest.UsageError(f"compile-policy: governing torch.compile: {error}") from None
     try:
         _policy.default_frame()
     except PolicyError as error:  # else every test would fail on it, one by one
