@@ -146,10 +146,8 @@ def _fields() -> dict[str, _Field]:
         "dynamic": _Switch(),
         "options": _Options(),
         "fallback": _Choice(_policy.FALLBACKS),
+        "stance": _Choice(_policy.STANCES),
     }
-    stances: tuple[str, ...] | None = getattr(_policy, "STANCES", None)
-    if stances is not None:
-        known["stance"] = _Choice(stances)
     # Every field of CompilePolicy is described here: a new field must be too.
     assert set(known) == set(_policy.FIELD_NAMES), (sorted(known), _policy.FIELD_NAMES)
     return {name: known[name] for name in _policy.FIELD_NAMES}
