@@ -1,9 +1,10 @@
 """The compile policy and where it lives: one immutable stack per thread or asyncio task.
 
 The stack is the value of a single module-level :class:`~contextvars.ContextVar`. Each
-scope pushes an immutable :class:`_Frame` (its own fields, where it was set, which scope
-object pushed it) and pops it on exit, so one scope object can be reused, nested in itself
-and shared by threads without keeping any per-use state of its own.
+scope pushes a :class:`_Frame` (its own fields, where it was set, which scope object pushed
+it) and pops it on exit with the token its push got, so one scope object can be reused,
+nested in itself and shared by threads, and an exit in a context that did not enter (a
+child task, a thread, ``copy_context().run``) is refused.
 
     >>> from compile_policy import compile_disabled, current_policy
     >>> with compile_disabled():
@@ -20,11 +21,12 @@ import sys
 import threading
 import types
 from collections.abc import Callable, Mapping
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from .errors import PolicyError, ScopeError
+from .option_values import FrozenOptions
 
 __all__ = ["CompilePolicy", "current_policy", "explain"]
 
@@ -42,6 +44,9 @@ STANCES = (
 
 ENV_VAR = "COMPILE_POLICY"
 TORCH_ENV_VAR = "TORCH_COMPILE_DISABLE"
+#: torch 2.13 reads it once, at import: ``os.environ.get("TORCH_COMPILE_DISABLE", "0") ==
+#: "1"`` (torch/_dynamo/config.py); any other value, "true" included, compiles.
+TORCH_DISABLES = "1"
 _ON = ("on", "1", "true")
 _OFF = ("off", "0", "false")
 
@@ -59,7 +64,9 @@ class CompilePolicy:
 
     A field left ``None`` is "not set here": it is inherited from the enclosing scope, and
     in the end from the compiled object's own arguments. Fields are validated on
-    construction; a bad value raises :class:`PolicyError`.
+    construction; a bad value raises :class:`PolicyError`. A policy is a value: ``options``
+    are deep-frozen (:class:`~compile_policy.option_values.FrozenOptions`), and policies
+    compare and hash by their fields with their types, pickle and deep-copy.
 
         >>> CompilePolicy(enabled=True, backend="eager").fallback is None
         True
@@ -100,8 +107,10 @@ class CompilePolicy:
                     f"options={self.options!r} is not allowed; allowed: None or a mapping "
                     "of option names (str) to values"
                 )
-            # A private read-only copy: the caller's dict may change after the scope is made.
-            object.__setattr__(self, "options", types.MappingProxyType(dict(self.options)))
+            if not isinstance(self.options, FrozenOptions):
+                # A private deep-frozen copy: the caller's dict, and the lists in it, may
+                # change after the scope is made.
+                object.__setattr__(self, "options", FrozenOptions(self.options))
         if self.fallback is not None and self.fallback not in FALLBACKS:
             raise PolicyError(
                 f"fallback={self.fallback!r} is not allowed; allowed: None, "
@@ -133,6 +142,22 @@ class CompilePolicy:
 
     def _values(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in FIELD_NAMES)
+
+    def _key(self) -> tuple[object, ...]:
+        # Every field with its type (True is not 1); a backend that cannot be hashed (an
+        # object with __eq__ but no __hash__) by identity, so that equal policies hash equal.
+        return tuple(
+            (type(value), value if name != "backend" or _hashable(value) else id(value))
+            for name, value in zip(FIELD_NAMES, self._values(), strict=True)
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CompilePolicy):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{name}={value!r}" for name, value in self.set_fields().items())
@@ -189,27 +214,36 @@ class CompilePolicy:
 assert tuple(f.name for f in fields(CompilePolicy)) == FIELD_NAMES
 
 
-def freeze(value: object) -> object:
-    """A hashable stand-in for an option value, for use in a cache key."""
-    if isinstance(value, Mapping):
-        return tuple(sorted((str(k), freeze(v)) for k, v in value.items()))
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return tuple(freeze(v) for v in value)
+def _hashable(value: object) -> bool:
     try:
         hash(value)
     except TypeError:
-        return repr(value)
-    return value
+        return False
+    return True
+
+
+def freeze(options: Mapping[str, object] | None) -> FrozenOptions | None:
+    """The options as a cache key: equal exactly when equal with their types (see
+    :mod:`compile_policy.option_values`); a policy's options already are one."""
+    if options is None or isinstance(options, FrozenOptions):
+        return options
+    return FrozenOptions(options)
 
 
 class _Frame:
-    """One pushed scope: immutable once made, except for two caches filled on first use.
+    """One pushed scope: immutable once made, except for two caches filled on first use and
+    ``token``, the :class:`~contextvars.Token` of its current push.
 
     ``below`` is exactly the stack value the push replaced (``None`` for an empty stack),
-    so popping restores it exactly.
+    so popping restores it exactly. A scope's frame is pushed in one context at a time
+    (:class:`~compile_policy.scopes.PolicyScope` hands it out from a free list), so its
+    token is the one its exit must reset: ``ContextVar.reset`` refuses a token made in
+    another context, which is how an exit in a child task or thread is noticed.
     """
 
-    __slots__ = ("_effective", "_overrides", "below", "enabled", "layer", "owner", "where")
+    __slots__ = (
+        "_effective", "_overrides", "below", "enabled", "layer", "owner", "token", "where"
+    )
 
     def __init__(
         self, below: _Frame | None, layer: CompilePolicy, owner: object, where: object
@@ -225,14 +259,21 @@ class _Frame:
             _require_governance(layer)
         self._effective: CompilePolicy | None = None
         self._overrides: tuple[object, ...] | None = None
+        self.token: Token[_Frame | None] | None = None
 
+    # Both caches are filled by walking down to the nearest frame that has one and back up,
+    # in a loop: a stack may be 10,000 scopes deep (an ExitStack, a recursion with one `with`
+    # per level), far beyond Python's recursion limit. Benign race: two threads may both
+    # compute the same immutable value.
     @property
     def effective(self) -> CompilePolicy:
-        # Benign race: two threads may both compute the same immutable value.
         effective = self._effective
         if effective is None:
-            below = self.below or _default_frame()
-            effective = self._effective = self.layer.merged_over(below.effective)
+            pending = self._uncached("_effective")
+            effective = pending[-1].below_or_default()._effective
+            assert effective is not None
+            for frame in reversed(pending):
+                effective = frame._effective = frame.layer.merged_over(effective)
         return effective
 
     @property
@@ -240,16 +281,28 @@ class _Frame:
         """Hashable key of the compile arguments set by the scopes (``None`` where unset)."""
         key = self._overrides
         if key is None:
-            layer = self.layer
-            if layer.set_fields().keys() <= {"enabled", "stance"}:
-                # compile_enabled()/compile_disabled(), maybe with a stance (never part of a
-                # variant's key: it changes no compile argument): the arguments from below.
-                key = (self.below or _default_frame()).overrides
-            else:
-                p = self.effective
-                key = (p.backend, p.mode, p.fullgraph, p.dynamic, freeze(p.options))
-            self._overrides = key
+            pending = self._uncached("_overrides")
+            key = pending[-1].below_or_default()._overrides
+            assert key is not None
+            for frame in reversed(pending):
+                if _sets_compile_arguments(frame.layer):
+                    p = frame.effective
+                    key = (p.backend, p.mode, p.fullgraph, p.dynamic, freeze(p.options))
+                # else compile_enabled()/compile_disabled(): the same arguments as below.
+                frame._overrides = key
         return key
+
+    def _uncached(self, cache: str) -> list[_Frame]:
+        """This frame and the ones below it, down to the first whose ``cache`` is filled."""
+        pending = [self]
+        frame = self.below
+        while frame is not None and getattr(frame, cache) is None:
+            pending.append(frame)
+            frame = frame.below
+        return pending
+
+    def below_or_default(self) -> _Frame:
+        return self.below or _default_frame()
 
     def describe(self) -> str:
         where = self.where
@@ -268,6 +321,12 @@ def _require_governance(layer: CompilePolicy) -> None:
             "call compile_policy.govern_torch_compile() once before entering the scope "
             "(pytest: --compile-policy-govern-torch)"
         )
+
+
+def _sets_compile_arguments(layer: CompilePolicy) -> bool:
+    """Whether ``layer`` sets a field of a variant's key: more than ``enabled`` and a
+    stance (which changes no compile argument)."""
+    return not layer.set_fields().keys() <= {"enabled", "stance"}
 
 
 def describe_location(where: tuple[types.CodeType, int]) -> str:
@@ -320,11 +379,13 @@ def _default_frame() -> _Frame:
         policy = parse_policy(raw, source=f"environment variable {ENV_VAR}=")
         sources.append(f"{ENV_VAR}={raw!r}")
     raw_torch = os.environ.get(TORCH_ENV_VAR)
-    if raw_torch is not None and raw_torch.strip():
-        # torch itself skips compiling when this is 1, so it can only turn us off.
-        if _parse_switch(TORCH_ENV_VAR, raw_torch):
-            policy = dataclasses.replace(policy, enabled=False)
+    if raw_torch == TORCH_DISABLES:
+        # Exactly as torch reads it: torch then compiles nothing, so it can only turn us
+        # off; any other value (even "true") is one torch ignores, and so do we.
+        policy = dataclasses.replace(policy, enabled=False)
         sources.append(f"{TORCH_ENV_VAR}={raw_torch!r}")
+    elif raw_torch is not None:
+        sources.append(f"{TORCH_ENV_VAR}={raw_torch!r} (ignored, as torch does: only '1' disables)")
     where = "environment " + ", ".join(sources) if sources else "built-in default"
     frame = _Frame(None, policy, "process default", where)
     frame._effective = policy  # the bottom of every stack: nothing to merge over
@@ -361,43 +422,69 @@ def top_frame() -> _Frame:
 def push(layer: CompilePolicy, owner: object, where: object) -> _Frame:
     """Push ``layer`` on the calling context's stack and return its frame."""
     frame = _Frame(_STACK.get(), layer, owner, where)
-    _STACK.set(frame)
+    frame.token = _STACK.set(frame)
     return frame
 
 
-def pop(owner: object) -> None:
-    """Pop the innermost frame, which ``owner`` must have pushed in this thread/task."""
+#: Restore what a frame's push replaced, in the context that pushed it (else ValueError or,
+#: for a token already used, RuntimeError): bound once for the hot path of scope exits.
+reset_to = _STACK.reset
+
+
+def pop(owner: object, error: BaseException | None = None) -> None:
+    """Pop the innermost frame ``owner`` pushed in this thread/task.
+
+    An exit that is not the innermost one's (a scope entered inside it was never exited)
+    restores what ``owner``'s enter replaced; an exit in a context that did not push the
+    frame (another thread, a child task, ``copy_context().run``) changes nothing. Both are
+    a :class:`ScopeError`, unless ``error`` (the exception leaving the scope) is already on
+    its way: that one is never masked, it only gets a note saying what went wrong.
+    """
     top = _STACK.get()
-    if top is not None and top.owner is owner:
-        _STACK.set(top.below)
-        return
     frame, inside = top, []
     while frame is not None and frame.owner is not owner:
         inside.append(frame)
         frame = frame.below
-    if frame is not None and all(getattr(f.owner, "outlives_scopes", False) for f in inside):
-        # Changes that hold "for the rest of the test" (the pytest fixture's disable()),
-        # made inside this scope: carry them over onto what this scope's enter replaced.
-        below = frame.below
-        for kept in reversed(inside):
-            below = _Frame(below, kept.layer, kept.owner, kept.where)
-        _STACK.set(below)
-        return
+    problem = None
     if frame is None:
-        raise ScopeError(
+        problem = (
             f"{owner} is being exited in thread {threading.current_thread().name!r} "
             "(or asyncio task) that did not enter it: a policy scope must be exited in the "
             "same thread or asyncio task that entered it. To carry a policy into another "
             "thread, wrap the callable with bind_policy()."
         )
-    # Out of order: a scope entered inside this one was never exited. Drop it too, so the
-    # stack is back to what this scope's enter replaced, and say so loudly.
-    _STACK.set(frame.below)
-    assert top is not None
-    raise ScopeError(
-        f"{owner} exited out of order: {top.describe()} was entered inside it and never "
-        "exited (an __enter__() without __exit__()?); both are now exited."
-    )
+    else:
+        try:
+            reset_to(frame.token)  # type: ignore[arg-type]  # None: TypeError, caught
+        except (ValueError, RuntimeError, TypeError):
+            problem = (
+                f"{owner} is being exited in a thread, asyncio task or context copy that "
+                f"did not enter it (thread {threading.current_thread().name!r}): it was "
+                "inherited from the context that did. A policy scope must be exited in the "
+                "same thread or asyncio task that entered it; this exit changed nothing."
+            )
+        else:
+            if frame is not top and all(getattr(f.owner, "outlives_scopes", False) for f in inside):
+                # Changes that hold "for the rest of the test" (the pytest fixture's
+                # disable()), made inside this scope: carry them over onto what this
+                # scope's enter replaced.
+                below = frame.below
+                for kept in reversed(inside):
+                    below = _Frame(below, kept.layer, kept.owner, kept.where)
+                _STACK.set(below)
+            elif frame is not top:
+                assert top is not None
+                problem = (
+                    f"{owner} exited out of order: {top.describe()} was entered inside it "
+                    "and never exited (an __enter__() without __exit__()?); both are now "
+                    "exited."
+                )
+    if problem is None:
+        return
+    if error is not None:
+        error.add_note(f"compile_policy: {problem}")
+        return
+    raise ScopeError(problem)
 
 
 def current_policy() -> CompilePolicy:
