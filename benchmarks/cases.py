@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 import subprocess
 import sys
 import time
@@ -40,38 +39,20 @@ TRAIN_WORKERS = 3
 
 
 def scope_samples(quick: bool) -> dict[str, Samples]:
-    """1. Entering and exiting a scope, against PyTorch's switches and a bare ContextVar."""
-    import torch
+    """1. Entering and exiting a scope, against PyTorch's switches and a bare ContextVar, in
+    the form users measure it (benchmarks/scope_harness.py)."""
+    from . import scope_harness
 
-    from compile_policy import compile_disabled
-
-    var: contextvars.ContextVar[int] = contextvars.ContextVar("bare", default=0)
-
-    def ours() -> None:
-        with compile_disabled():
-            pass
-
-    def bare() -> None:
-        var.reset(var.set(1))
-
-    def no_grad() -> None:
-        with torch.no_grad():
-            pass
-
-    def stance() -> None:
-        with torch.compiler.set_stance("force_eager"):
-            pass
-
-    candidates = {"compile_disabled()": ours, "ContextVar set/reset": bare,
-                  "torch.no_grad()": no_grad, 'set_stance("force_eager")': stance}
-    return {"scope": interleaved(candidates, calls=1_000, rounds=7 if quick else 61)}
+    return {"scope": scope_harness.samples(quick)}
 
 
 def scope_cost(quick: bool) -> list[Row]:
+    from .scope_harness import ratio_of_medians
+
     samples = pooled("scope_samples", quick, 1 if quick else WORKERS)["scope"]
     rows = []
     for name in samples:
-        r = ratio(samples, name, "torch.no_grad()")
+        r = ratio_of_medians(samples, name, "torch.no_grad()")
         row = Row(f"enter+exit {name}", median(samples[name]), "ns", "torch.no_grad()", r)
         if name == "compile_disabled()":
             row.target, row.ok = _claim(r, 0.40)
