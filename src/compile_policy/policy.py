@@ -47,8 +47,6 @@ TORCH_ENV_VAR = "TORCH_COMPILE_DISABLE"
 #: torch 2.13 reads it once, at import: ``os.environ.get("TORCH_COMPILE_DISABLE", "0") ==
 #: "1"`` (torch/_dynamo/config.py); any other value, "true" included, compiles.
 TORCH_DISABLES = "1"
-_ON = ("on", "1", "true")
-_OFF = ("off", "0", "false")
 
 Fallback = Literal["eager", "raise"]
 
@@ -349,19 +347,6 @@ def _short_path(filename: str) -> str:
     except ValueError:  # another drive on Windows
         return filename
     return filename if relative.startswith("..") else relative
-
-
-def _parse_switch(var: str, raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in _ON:
-        return True
-    if value in _OFF:
-        return False
-    raise PolicyError(
-        f"environment variable {var}={raw!r} is not allowed; allowed (any case): "
-        + ", ".join(_ON + _OFF)
-        + f"; unset {var} for the default"
-    )
 
 
 @functools.cache
