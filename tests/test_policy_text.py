@@ -395,9 +395,13 @@ def test_compile_seconds_sums_the_backends_compile_time_and_not_warm_calls() -> 
     step(x)
     step(x)
     assert step.stats().compile_seconds == first.compile_seconds  # warm calls compile nothing
+    assert dict(first.variant_compile_seconds) == {first.variants[0]: first.compile_seconds}
     with compile_enabled(backend="eager"):  # another variant of the same object adds its own
         step(x)
-    assert step.stats().compile_seconds >= first.compile_seconds
+    later = step.stats()
+    assert later.compile_seconds == pytest.approx(sum(later.variant_compile_seconds.values()))
+    assert later.variant_compile_seconds[first.variants[0]] == first.compile_seconds
+    assert len(later.variant_compile_seconds) == 2
 
 
 def test_compile_seconds_counts_a_failed_compile_too() -> None:

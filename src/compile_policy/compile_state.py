@@ -7,11 +7,13 @@ every rarer path (first calls, new scopes, cold variants, failures) is a method 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import os
 import sys
 import threading
+import types
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -86,6 +88,7 @@ class CompileState:
         # Recompiles of a warm variant may run in several threads at once: a lock of its
         # own, since the backend runs inside the user's call, where any lock may be held.
         self.compile_seconds = 0.0
+        self.seconds_by_key: dict[CompileOptions, float] = {}
         self.seconds_lock = threading.Lock()
         self.warned_skipped = False
 
@@ -191,7 +194,9 @@ class CompileState:
         with self.lock:
             variant = self.by_key.get(key)
             if variant is None:
-                compiled = build_variant(self.target, key, options, self.graph_compiled)
+                compiled = build_variant(
+                    self.target, key, options, functools.partial(self.graph_compiled, key)
+                )
                 self.compiler_errors = compiler_errors()
                 variant = self.by_key[key] = _Variant(key, compiled)
                 self.all_warm = False
@@ -217,12 +222,13 @@ class CompileState:
         )
         return key, options
 
-    def graph_compiled(self, seconds: float, ok: bool) -> None:
-        """The backend compiled a graph (or failed to), taking ``seconds``."""
+    def graph_compiled(self, key: CompileOptions, seconds: float, ok: bool) -> None:
+        """The backend compiled a graph of ``key``'s variant (or failed to), in ``seconds``."""
         if ok:
             next(self.graphs_compiled)
         with self.seconds_lock:
             self.compile_seconds += seconds
+            self.seconds_by_key[key] = self.seconds_by_key.get(key, 0.0) + seconds
 
     def mark_warm(self, variant: _Variant) -> None:
         with self.lock:
@@ -323,6 +329,9 @@ class CompileState:
                 variants=tuple(v.key for v in variants),
                 failures=tuple(v.failure for v in variants if v.failure is not None),
                 compile_seconds=self.compile_seconds,
+                variant_compile_seconds=types.MappingProxyType(
+                    {v.key: self.seconds_by_key.get(v.key, 0.0) for v in variants}
+                ),
             )
 
     def name(self) -> str:

@@ -8,7 +8,9 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from .variants import CompileOptions
 
@@ -38,6 +40,7 @@ class CompileStats:
     - ``compile_seconds``: wall time the backend spent compiling graphs (failed ones too),
       summed over the variants; 0.0 before the first compile, unchanged by warm calls.
       Dynamo's tracing before the backend runs is not included.
+    - ``variant_compile_seconds``: the same, per options key (one entry per variant).
     - ``variants``: the options keys built so far; ``failures``: what failed, per key.
     """
 
@@ -49,6 +52,9 @@ class CompileStats:
     variants: tuple[CompileOptions, ...]
     failures: tuple[CompileFailure, ...]
     compile_seconds: float = 0.0
+    variant_compile_seconds: Mapping[CompileOptions, float] = field(
+        default_factory=lambda: types.MappingProxyType({})
+    )
 
 
 
