@@ -8,7 +8,10 @@
 Importing this package does not import torch.
 """
 
-from .compiled import CompileFailure, CompileStats, PolicyCompiled, policy_compiled
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from .errors import (
     CompileFallbackWarning,
     CompileSkippedWarning,
@@ -21,7 +24,22 @@ from .errors import (
 from .governance import govern_torch_compile
 from .policy import CompilePolicy, current_policy, explain
 from .scopes import PolicyScope, bind_policy, compile_disabled, compile_enabled, use_policy
-from .variants import CompileOptions
+
+# The compile machinery loads on first use of one of its names (PEP 562 ``__getattr__``):
+# it is half of the import, and a process that only enters scopes (every pytest run, through
+# the plugin) never needs it. To export a name of it, add it to both lists below.
+if TYPE_CHECKING:
+    from .compiled import PolicyCompiled, policy_compiled
+    from .stats import CompileFailure, CompileStats
+    from .variants import CompileOptions
+
+_LAZY = {
+    "CompileFailure": ".stats",
+    "CompileOptions": ".variants",
+    "CompileStats": ".stats",
+    "PolicyCompiled": ".compiled",
+    "policy_compiled": ".compiled",
+}
 
 __all__ = [
     "CompileFailure",
@@ -48,3 +66,17 @@ __all__ = [
 ]
 
 __version__ = "0.2.0"
+
+if not TYPE_CHECKING:  # hidden from type checkers, which would then accept any name
+
+    def __getattr__(name: str) -> object:
+        if name not in _LAZY:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value  # later reads are plain module attributes
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(globals()) | set(__all__))

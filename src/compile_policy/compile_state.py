@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import logging
 import os
 import sys
 import threading
@@ -20,6 +19,7 @@ from typing import Any
 
 from . import compile_events
 from .errors import CompileFallbackWarning, CompileSkippedWarning, PartialCompileError
+from .log import logger
 from .policy import CompilePolicy, Fallback, _Frame, default_frame, freeze
 from .stats import CompileFailure, CompileStats, counter_value
 from .variants import (
@@ -31,9 +31,6 @@ from .variants import (
 )
 
 __all__ = ["CompileState"]
-
-logger = logging.getLogger("compile_policy")
-
 
 class _Variant:
     """The compiled form of one object for one options key, and its state."""

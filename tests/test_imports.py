@@ -1,0 +1,42 @@
+"""What importing the package loads: the import stays cheap (its cost is a claim of
+``make bench``; these tests keep its structure: what loads lazily stays lazy)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+import compile_policy
+from conftest import run_fresh
+
+#: The compile machinery, loaded on first use of policy_compiled (see __init__.py).
+MACHINERY = {"compile_policy.compiled", "compile_policy.compile_state", "compile_policy.hot_path"}
+
+
+def test_import_and_the_plugin_load_neither_torch_nor_logging_nor_the_compile_machinery() -> None:
+    code = (
+        "import json, sys; import compile_policy; first = sorted(sys.modules); "
+        "import compile_policy.pytest_plugin; second = sorted(sys.modules); "
+        "from compile_policy import policy_compiled; "
+        "print(json.dumps([first, second, sorted(sys.modules)]))"
+    )
+    result = run_fresh([sys.executable, "-c", code])
+    assert result.returncode == 0, result.stderr
+    after_import, after_plugin, after_use = map(set, json.loads(result.stdout))
+    assert not {"torch", "logging"} & after_import
+    assert "torch" not in after_plugin  # pytest itself imports logging
+    assert not MACHINERY & after_plugin
+    assert after_use >= MACHINERY and "torch" not in after_use
+
+
+def test_every_public_name_resolves_and_is_listed_by_dir() -> None:
+    for name in compile_policy.__all__:
+        assert getattr(compile_policy, name) is not None, name
+    assert set(compile_policy.__all__) <= set(dir(compile_policy))
+
+
+def test_an_unknown_name_is_an_attribute_error_naming_it() -> None:
+    with pytest.raises(AttributeError, match="'policy_compile'"):
+        compile_policy.policy_compile  # type: ignore[attr-defined]  # noqa: B018
