@@ -3,7 +3,7 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 SETUP  := $(VENV)/.installed
 
-.PHONY: demo test bench cachesim lint example-pytest example-ddp clean
+.PHONY: demo test bench bench-quick cachesim lint example-pytest example-ddp clean
 
 $(SETUP): pyproject.toml constraints-dev.txt
 	python3 -m venv $(VENV)
@@ -19,6 +19,10 @@ test: $(SETUP)
 
 bench: $(SETUP)
 	$(PYTHON) -m benchmarks --json bench.json
+
+# Every case once, few repetitions: checks that each runs and each claim is measured, not the claims.
+bench-quick: $(SETUP)
+	$(PYTHON) -m benchmarks --quick
 
 # Where the compiled path's overhead goes, piece by piece (needs valgrind; ~10 minutes).
 cachesim: $(SETUP)

@@ -2,34 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 
+from . import claims
+from .table import Row
 from .timing import interleaved, median, ratio
 from .workers import Samples, pooled
 
-
-@dataclass
-class Row:
-    name: str
-    value: float
-    unit: str
-    reference: str = ""
-    ratio: float | None = None
-    target: str = ""  # e.g. "<= 0.40x": the package's performance claim, checked
-    ok: bool | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _claim(value: float, limit: float) -> tuple[str, bool]:
-    return f"<= {limit:.2f}x", value <= limit
+__all__ = ["Row", "call_overhead", "scope_cost", "toggling", "train_step"]
 
 
 #: Fresh processes the call-cost tables pool their rounds from (see workers.py).
@@ -53,10 +36,9 @@ def scope_cost(quick: bool) -> list[Row]:
     rows = []
     for name in samples:
         r = ratio_of_medians(samples, name, "torch.no_grad()")
-        row = Row(f"enter+exit {name}", median(samples[name]), "ns", "torch.no_grad()", r)
-        if name == "compile_disabled()":
-            row.target, row.ok = _claim(r, 0.40)
-        rows.append(row)
+        claim = claims.SCOPE if name == "compile_disabled()" else None
+        rows.append(Row(f"enter+exit {name}", median(samples[name]), "ns", "torch.no_grad()", r,
+                        claim))
     return rows
 
 
@@ -100,10 +82,12 @@ def call_samples(quick: bool) -> dict[str, Samples]:
          "default": lambda: default(x), "bare": lambda: bare_compiled(x)},
         calls, rounds,
     )
-    with compile_disabled():
+    # The stance is process-wide, but only calls of torch.compile'd functions read it: of this
+    # table's candidates, only "force_eager" (the warm default torch.compile(tiny)).
+    with compile_disabled(), torch.compiler.set_stance("force_eager"):
         eager = interleaved(
             {"policy_compiled": lambda: wrapped(x), "plain": lambda: _tiny(x),
-             "bare": lambda: bare_plain(x)},
+             "bare": lambda: bare_plain(x), "force_eager": lambda: default(x)},
             calls, rounds,
         )
     stats = wrapped.stats()
@@ -117,18 +101,23 @@ def call_overhead(quick: bool) -> list[Row]:
     r_compiled = ratio(compiled, "policy_compiled", "same")
     r_default = ratio(compiled, "policy_compiled", "default")
     r_eager = ratio(eager, "policy_compiled", "plain")
+    r_stance = ratio(eager, "policy_compiled", "force_eager")
     return [
         Row("compiled path: the object's torch.compile(tiny), direct", median(compiled["same"]), "ns"),
         Row("compiled path: plain torch.compile(tiny), direct", median(compiled["default"]), "ns"),
         Row("compiled path: policy_compiled(tiny)", median(compiled["policy_compiled"]), "ns",
-            "the same compiled fn, direct", r_compiled, *_claim(r_compiled, 1.03)),
+            "the same compiled fn, direct", r_compiled, claims.COMPILED_PATH),
         Row("compiled path: policy_compiled(tiny) vs plain torch.compile", r_default, "x",
             "plain torch.compile(tiny)", r_default),
         Row("compiled path: floor, a bare Python wrapper object", median(compiled["bare"]), "ns",
             "the same compiled fn, direct", ratio(compiled, "bare", "same")),
         Row("eager path: plain tiny()", median(eager["plain"]), "ns"),
         Row("eager path: policy_compiled(tiny) under compile_disabled()",
-            median(eager["policy_compiled"]), "ns", "plain tiny()", r_eager, *_claim(r_eager, 1.08)),
+            median(eager["policy_compiled"]), "ns", "plain tiny()", r_eager, claims.EAGER_PATH),
+        Row('eager path: torch.compile(tiny) under set_stance("force_eager")',
+            median(eager["force_eager"]), "ns", "plain tiny()", ratio(eager, "force_eager", "plain")),
+        Row("eager path: policy_compiled(tiny) disabled vs force_eager", r_stance, "x",
+            'torch.compile(tiny), "force_eager"', r_stance, claims.DISABLED_VS_FORCE_EAGER),
         Row("eager path: floor, a bare Python wrapper object", median(eager["bare"]), "ns",
             "plain tiny()", ratio(eager, "bare", "plain")),
     ]
@@ -200,7 +189,7 @@ def train_step(quick: bool) -> list[Row]:
         Row("MLP train step: eager", median(samples["eager"]) / 1e3, "us"),
         Row("MLP train step: torch.compile direct", median(samples["torch.compile"]) / 1e3, "us"),
         Row("MLP train step: policy_compiled", median(samples["policy_compiled"]) / 1e3, "us",
-            "torch.compile direct", r_direct),
+            "torch.compile direct", r_direct, claims.TRAIN_STEP),
         Row("MLP train step: eager / compiled (speed-up from compiling)", speedup, "x"),
         Row("MLP train step: first call (inductor compile)",
             median(tables["first call"]["seconds"]), "s"),
@@ -231,31 +220,11 @@ def toggling(quick: bool) -> list[Row]:
         with compile_enabled(dynamic=False):  # a second options key
             wrapped(x)
     keys = len(wrapped.stats().variants)
+    # The object's own count of its compiles must agree with the backend's.
+    assert wrapped.stats().graphs_compiled == backend.compiles, (wrapped.stats(), backend.compiles)
     per_key = backend.compiles / keys
     return [
         Row("toggling x1000: options keys", keys, "keys"),
         Row("toggling x1000: compilations per options key", per_key, "compiles",
-            target="== 1", ok=per_key == 1 and wrapped.stats().graphs_compiled == keys),
+            claim=claims.TOGGLING),
     ]
-
-
-def import_cost(quick: bool) -> list[Row]:
-    """5. `import compile_policy`: time (in fresh interpreters) and whether torch came along."""
-    code = (
-        "import sys, time; t = time.perf_counter(); import compile_policy; "
-        "print(time.perf_counter() - t, 'torch' in sys.modules)"
-    )
-    times, torch_loaded = [], False
-    for _ in range(3 if quick else 7):
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             check=True).stdout.split()
-        times.append(float(out[0]) * 1e3)
-        torch_loaded = torch_loaded or out[1] == "True"
-    return [
-        Row("import compile_policy", median(times), "ms"),
-        Row("import compile_policy imports torch", float(torch_loaded), "bool",
-            target="== 0", ok=not torch_loaded),
-    ]
-
-
-ALL = [scope_cost, call_overhead, toggling, import_cost, train_step]

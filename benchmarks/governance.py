@@ -17,7 +17,8 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from .cases import WORKERS, Row, _claim, _tiny
+from . import claims
+from .cases import WORKERS, Row, _tiny
 from .timing import median, per_call_ns, ratio
 
 Samples = dict[str, list[float]]
@@ -114,25 +115,21 @@ def governance_cost(quick: bool) -> list[Row]:
                 median(compiled["ungoverned"]), "ns")]
     for name in ("governed, compiled after", "governed, compiled before"):
         r = ratio(compiled, name, "ungoverned")
-        row = Row(f"governance: torch.compile(tiny), {name}, no scope",
-                  median(compiled[name]), "ns", "not governed", r)
-        if name == "governed, compiled after":
-            row.target, row.ok = _claim(r, 1.03)
-        rows.append(row)
+        claim = claims.GOVERNED_CALL if name == "governed, compiled after" else None
+        rows.append(Row(f"governance: torch.compile(tiny), {name}, no scope",
+                        median(compiled[name]), "ns", "not governed", r, claim))
     rows.append(Row("governance: 10 x plain tiny()", median(eager["plain"]), "ns"))
     r = ratio(eager, "force_eager", "plain")
     rows.append(Row('governance: 10 x torch.compile(tiny), set_stance("force_eager")',
                     median(eager["force_eager"]), "ns", "plain tiny()", r))
     for name in ("disabled, compiled after", "disabled, compiled before"):
         r = ratio(eager, name, "plain")
-        row = Row(f"governance: 10 x torch.compile(tiny), {name}",
-                  median(eager[name]), "ns", "plain tiny()", r)
-        if name == "disabled, compiled after":
-            row.target, row.ok = _claim(r, 1.10)
-        rows.append(row)
+        claim = claims.GOVERNED_DISABLED if name == "disabled, compiled after" else None
+        rows.append(Row(f"governance: 10 x torch.compile(tiny), {name}",
+                        median(eager[name]), "ns", "plain tiny()", r, claim))
     r = ratio(scopes, "governed", "ungoverned")
     rows.append(Row("governance: enter+exit compile_disabled(), governed", median(scopes["governed"]),
-                    "ns", "not governed", r, *_claim(r, 1.05)))
+                    "ns", "not governed", r, claims.GOVERNED_SCOPE))
     return rows
 
 
@@ -159,7 +156,7 @@ def main(argv: list[str]) -> None:
     if "--worker" in argv:
         json.dump(governance_samples(quick), sys.stdout)
         return
-    from .__main__ import render
+    from .table import render
 
     rows: list[Any] = [row for case in CASES for row in case(quick)]
     print(render(rows))

@@ -7,23 +7,31 @@ processes for this reason. So a sampler runs in several fresh processes, each ti
 its candidates interleaved, and their rounds are pooled: every per-round ratio still
 compares figures measured in one process, and no single process's layout decides a claim.
 
-    python -m benchmarks.workers SAMPLER [--quick]    # one worker: JSON samples on stdout
+    python -m benchmarks.workers MODULE:SAMPLER [--quick]   # one worker: JSON on stdout
+
+A sampler is a function ``(quick: bool) -> dict[str, Samples]`` of a module of this package
+(``pooled(my_samples, quick, WORKERS)``; a bare name means one of ``benchmarks.cases``).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
 import warnings
+from collections.abc import Callable
 
 #: One table's samples: candidate -> per-call nanoseconds, one sample per round.
 Samples = dict[str, list[float]]
 
 
-def pooled(sampler: str, quick: bool, workers: int) -> dict[str, Samples]:
-    """Run ``cases.<sampler>`` in ``workers`` fresh interpreters, one after another, and
-    concatenate the rounds of each table."""
+def pooled(sampler: str | Callable[[bool], dict[str, Samples]], quick: bool,
+           workers: int) -> dict[str, Samples]:
+    """Run ``sampler`` in ``workers`` fresh interpreters, one after another, and concatenate
+    the rounds of each table."""
+    if not isinstance(sampler, str):
+        sampler = f"{sampler.__module__}:{sampler.__qualname__}"
     command = [sys.executable, "-m", "benchmarks.workers", sampler] + (["--quick"] if quick else [])
     tables: dict[str, Samples] = {}
     for _ in range(workers):
@@ -37,10 +45,9 @@ def pooled(sampler: str, quick: bool, workers: int) -> dict[str, Samples]:
 
 
 def main(argv: list[str]) -> None:
-    from . import cases
-
     warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
-    sampler = getattr(cases, argv[0])
+    module, _, name = argv[0].rpartition(":")
+    sampler = getattr(importlib.import_module(module or "benchmarks.cases"), name)
     json.dump(sampler("--quick" in argv[1:]), sys.stdout)
 
 
