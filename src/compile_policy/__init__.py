@@ -30,6 +30,8 @@ from .scopes import PolicyScope, bind_policy, compile_disabled, compile_enabled,
 # the plugin) never needs it. To export a name of it, add it to both lists below.
 if TYPE_CHECKING:
     from .compiled import PolicyCompiled, policy_compiled
+    from .inspection import compile_stats, unwrap
+    from .modules import PolicyCompiledModule
     from .stats import CompileFailure, CompileStats
     from .variants import CompileOptions
 
@@ -38,6 +40,9 @@ _LAZY = {
     "CompileOptions": ".variants",
     "CompileStats": ".stats",
     "PolicyCompiled": ".compiled",
+    "PolicyCompiledModule": ".modules",  # an nn.Module: importing it imports torch
+    "compile_stats": ".inspection",
+    "unwrap": ".inspection",
     "policy_compiled": ".compiled",
 }
 
@@ -50,6 +55,7 @@ __all__ = [
     "CompileStats",
     "PartialCompileError",
     "PolicyCompiled",
+    "PolicyCompiledModule",
     "PolicyError",
     "PolicyLeakWarning",
     "PolicyScope",
@@ -58,10 +64,12 @@ __all__ = [
     "bind_policy",
     "compile_disabled",
     "compile_enabled",
+    "compile_stats",
     "current_policy",
     "explain",
     "govern_torch_compile",
     "policy_compiled",
+    "unwrap",
     "use_policy",
 ]
 

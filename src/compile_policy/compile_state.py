@@ -59,9 +59,15 @@ class CompileState:
     every rarer path (first calls, new scopes, cold variants, failures) is a method here.
     """
 
-    def __init__(self, target: Callable[..., Any], defaults: CompilePolicy) -> None:
+    def __init__(
+        self,
+        target: Callable[..., Any],
+        defaults: CompilePolicy,
+        compile_args: Mapping[str, Any] | None = None,
+    ) -> None:
         self.target = target
         self.defaults = defaults
+        self.compile_args = compile_args or {}  # torch.compile arguments no scope overrides
         self.lock = threading.Lock()  # the variant tables and `ready` change under it
         self.warming = threading.RLock()  # compiled calls take turns while a variant is cold
         self.all_warm = True
@@ -192,7 +198,11 @@ class CompileState:
             variant = self.by_key.get(key)
             if variant is None:
                 compiled = build_variant(
-                    self.target, key, options, functools.partial(self.graph_compiled, key)
+                    self.target,
+                    key,
+                    options,
+                    functools.partial(self.graph_compiled, key),
+                    self.compile_args,
                 )
                 self.compiler_errors = compiler_errors()
                 variant = self.by_key[key] = _Variant(key, compiled)

@@ -17,28 +17,53 @@ back to eager on its own (per options key) when a compile fails; nothing global 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, TypeVar, cast, overload, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Literal,
+    ParamSpec,
+    Protocol,
+    TypeVar,
+    cast,
+    overload,
+    runtime_checkable,
+)
 
+from .compile_state import CompileState
+from .errors import PolicyError
 from .hot_path import make_hot_path
 from .methods import PerInstance, in_class_body
 from .policy import CompilePolicy, Fallback
 from .stats import CompileFailure, CompileStats
 
-__all__ = ["CompileFailure", "CompileStats", "PolicyCompiled", "policy_compiled"]
+if TYPE_CHECKING:
+    from torch import nn
 
+    from .modules import PolicyCompiledModule
+
+__all__ = ["CompileFailure", "CompileStats", "PolicyCompiled", "make_compiled", "policy_compiled"]
+
+P = ParamSpec("P")
+P2 = ParamSpec("P2")
 R = TypeVar("R")
+R2 = TypeVar("R2")
 R_co = TypeVar("R_co", covariant=True)
+S = TypeVar("S")
+M = TypeVar("M", bound="nn.Module")
 
 
 @runtime_checkable
-class PolicyCompiled(Protocol[R_co]):
-    """What :func:`policy_compiled` returns: call it as the wrapped callable is called.
+class PolicyCompiled(Protocol[P, R_co]):
+    """What :func:`policy_compiled` returns for a function or method: call it as the wrapped
+    callable is called (same parameters and return type, for type checkers too).
 
     It is a plain function, as ``torch.compile`` returns for a function, so that a call
     costs one Python function call and a few C calls (a callable object's ``__call__``
     alone costs more than the whole policy check). Its state lives behind it:
-    ``stats()`` snapshots its counters; ``__wrapped__`` is the plain callable or module.
+    ``stats()`` snapshots its counters; ``__wrapped__`` is the plain callable.
 
         >>> step = policy_compiled(train_step)
         >>> step(batch); step.stats().compiled_calls
@@ -47,61 +72,110 @@ class PolicyCompiled(Protocol[R_co]):
 
     __wrapped__: Any
 
-    def __call__(self, *args: Any, **kwargs: Any) -> R_co: ...
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
 
     def stats(self) -> CompileStats:
         """A snapshot of this object's counters."""
         ...
 
+    # A method compiled in a class body, read from an instance, is bound to it.
+    @overload
+    def __get__(self, instance: None, owner: type[Any], /) -> PolicyCompiled[P, R_co]: ...
+    @overload
+    def __get__(
+        self: PolicyCompiled[Concatenate[S, P2], R2], instance: S, owner: type[Any] | None = None, /
+    ) -> PolicyCompiled[P2, R2]: ...
+
+
+class _Decorator(Protocol):
+    """``policy_compiled(**arguments)``: apply it to a function, method or module."""
+
+    @overload
+    def __call__(self, fn: M, /) -> PolicyCompiledModule[M]: ...  # type: ignore[overload-overlap]
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> PolicyCompiled[P, R]: ...
+
+
+#: The ``torch.compile`` arguments that are not policy fields (no scope overrides them),
+#: with their defaults. torch 2.13's signature; tests/test_modules.py checks it still is.
+TORCH_ONLY_ARGS: dict[str, Any] = {
+    "name": None, "disable": False, "recompile_limit": None, "isolate_recompiles": True,
+    "shapes_spec": None,
+}
 
 
 @overload
 def policy_compiled(
-    fn: Callable[..., R],
-    /,
-    *,
-    backend: str | Callable[..., Any] = ...,
-    mode: str | None = ...,
-    fullgraph: bool = ...,
-    dynamic: bool | None = ...,
-    options: Mapping[str, object] | None = ...,
-    fallback: Fallback = ...,
-) -> PolicyCompiled[R]: ...
+    fn: M, /, *, inplace: Literal[True], backend: str | Callable[..., Any] = ...,
+    mode: str | None = ..., fullgraph: bool = ..., dynamic: bool | None = ...,
+    options: Mapping[str, object] | None = ..., fallback: Fallback = ..., name: str | None = ...,
+    disable: bool = ..., recompile_limit: int | None = ..., isolate_recompiles: bool = ...,
+    shapes_spec: Any = ...,
+) -> M: ...
+@overload
+def policy_compiled(  # type: ignore[overload-overlap]
+    fn: M, /, *, inplace: Literal[False] = ..., backend: str | Callable[..., Any] = ...,
+    mode: str | None = ..., fullgraph: bool = ..., dynamic: bool | None = ...,
+    options: Mapping[str, object] | None = ..., fallback: Fallback = ..., name: str | None = ...,
+    disable: bool = ..., recompile_limit: int | None = ..., isolate_recompiles: bool = ...,
+    shapes_spec: Any = ...,
+) -> PolicyCompiledModule[M]: ...
 @overload
 def policy_compiled(
-    fn: None = None,
-    /,
-    *,
-    backend: str | Callable[..., Any] = ...,
-    mode: str | None = ...,
-    fullgraph: bool = ...,
-    dynamic: bool | None = ...,
-    options: Mapping[str, object] | None = ...,
-    fallback: Fallback = ...,
-) -> Callable[[Callable[..., R]], PolicyCompiled[R]]: ...
+    fn: Callable[P, R], /, *, inplace: Literal[False] = ..., backend: str | Callable[..., Any] = ...,
+    mode: str | None = ..., fullgraph: bool = ..., dynamic: bool | None = ...,
+    options: Mapping[str, object] | None = ..., fallback: Fallback = ..., name: str | None = ...,
+    disable: bool = ..., recompile_limit: int | None = ..., isolate_recompiles: bool = ...,
+    shapes_spec: Any = ...,
+) -> PolicyCompiled[P, R]: ...
+@overload
 def policy_compiled(
-    fn: Callable[..., R] | None = None,
+    fn: None = None, /, *, inplace: Literal[False] = ..., backend: str | Callable[..., Any] = ...,
+    mode: str | None = ..., fullgraph: bool = ..., dynamic: bool | None = ...,
+    options: Mapping[str, object] | None = ..., fallback: Fallback = ..., name: str | None = ...,
+    disable: bool = ..., recompile_limit: int | None = ..., isolate_recompiles: bool = ...,
+    shapes_spec: Any = ...,
+) -> _Decorator: ...
+def policy_compiled(
+    fn: Callable[..., Any] | None = None,
     /,
     *,
+    inplace: bool = False,
     backend: str | Callable[..., Any] = "inductor",
     mode: str | None = None,
     fullgraph: bool = False,
     dynamic: bool | None = None,
     options: Mapping[str, object] | None = None,
     fallback: Fallback = "eager",
-) -> PolicyCompiled[R] | Callable[[Callable[..., R]], PolicyCompiled[R]]:
+    name: str | None = None,
+    disable: bool = False,
+    recompile_limit: int | None = None,
+    isolate_recompiles: bool = True,
+    shapes_spec: Any = None,
+) -> Any:
     """Wrap a function, bound method or ``nn.Module`` so each call obeys the current policy.
 
-    Takes ``torch.compile``'s arguments; fields set by the active scopes override them.
-    When the policy is disabled the plain callable runs; when enabled, a variant compiled
-    for the merged options (built lazily, once per options key, kept on this object).
-    ``fallback="eager"`` runs this object eagerly for a key whose compile failed (warning
-    once with :class:`CompileFallbackWarning`); ``"raise"`` re-raises the compiler error.
+    Takes every ``torch.compile`` argument, with torch's meaning; fields set by the active
+    (thread/task-local) scopes override ``backend``, ``mode``, ``fullgraph``, ``dynamic`` and
+    ``options``. When the policy is disabled the plain callable runs; when enabled, a
+    variant compiled for the merged options (built lazily, once per options key, kept on
+    this object). ``fallback="eager"`` runs this object eagerly for a key whose compile
+    failed (warning once with :class:`CompileFallbackWarning`); ``"raise"`` re-raises.
+    ``disable=True``: always the plain callable (counted as eager calls).
+    ``isolate_recompiles=True`` (the default, unlike torch's) gives each object its own
+    Dynamo cache and recompile budget; ``False`` shares them among objects of the same code.
+
+    A module gives a :class:`PolicyCompiledModule` (an ``nn.Module`` with the module's
+    parameters, names and ``state_dict()`` keys); ``inplace=True`` instead makes the
+    module's own calls obey the policy and returns the module itself. As a decorator, with
+    or without arguments, on functions and methods (one compiled object per instance).
 
         >>> @policy_compiled(backend="inductor")
         ... def train_step(batch): ...
         >>> agent_step = policy_compiled(agent.act)       # one object per agent
         >>> model = policy_compiled(net, mode="max-autotune")
+        >>> policy_compiled(net, inplace=True) is net
+        True
     """
     defaults = CompilePolicy(
         enabled=True,
@@ -112,14 +186,84 @@ def policy_compiled(
         options=options,
         fallback=fallback,
     )
+    compile_args = _checked_compile_args(
+        name=name, disable=disable, recompile_limit=recompile_limit,
+        isolate_recompiles=isolate_recompiles, shapes_spec=shapes_spec,
+    )
+    if not isinstance(inplace, bool):
+        raise PolicyError(f"inplace={inplace!r} is not allowed; allowed: True, False")
     if fn is None:
-        return lambda f: _policy_compiled(f, defaults)
-    return _policy_compiled(fn, defaults)
+        if inplace:
+            raise TypeError("policy_compiled(inplace=True) needs the module: "
+                            "policy_compiled(module, inplace=True)")
+        return functools.partial(_dispatch, defaults=defaults, compile_args=compile_args)
+    return _dispatch(fn, defaults=defaults, compile_args=compile_args, inplace=inplace)
 
 
-def _policy_compiled(fn: Callable[..., R], defaults: CompilePolicy) -> PolicyCompiled[R]:
+def _dispatch(
+    fn: Callable[..., Any], *, defaults: CompilePolicy, compile_args: Mapping[str, Any],
+    inplace: bool = False,
+) -> Any:
     if not callable(fn):
         raise TypeError(f"policy_compiled() wraps a callable or nn.Module; got {fn!r}")
+    if _is_module(fn):
+        from . import modules  # imports torch: only once a module is wrapped
+
+        if inplace:
+            return modules.compile_in_place(cast("nn.Module", fn), (defaults, compile_args))
+        return modules.PolicyCompiledModule(fn, (defaults, compile_args))
+    if inplace:
+        raise TypeError(
+            f"policy_compiled(..., inplace=True) compiles an nn.Module in place; got {fn!r}; "
+            "allowed: an nn.Module, or inplace=False for functions and methods"
+        )
     if in_class_body(fn):
-        return cast(PolicyCompiled[R], PerInstance(fn, lambda f: make_hot_path(f, defaults)))
-    return cast(PolicyCompiled[R], make_hot_path(fn, defaults))
+        return PerInstance(fn, lambda f: make_compiled(f, defaults, compile_args))
+    return make_compiled(fn, defaults, compile_args)
+
+
+def make_compiled(
+    target: Callable[..., Any], defaults: CompilePolicy, compile_args: Mapping[str, Any]
+) -> Any:
+    """The policy-obeying function over ``target`` (the hot path, or the plain callable
+    counted as eager calls under ``disable=True``)."""
+    if not compile_args.get("disable"):
+        return make_hot_path(target, defaults, compile_args)
+    state = CompileState(target, defaults, compile_args)
+    eager_calls = state.eager_calls
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        next(eager_calls)
+        return target(*args, **kwargs)
+
+    def traced_call(*args: Any, **kwargs: Any) -> Any:
+        return target(*args, **kwargs)
+
+    functools.update_wrapper(call, target)
+    # As make_hot_path's: inlined into an outer torch.compile; stats; unwrap/compile_stats.
+    call.stats = state.stats  # type: ignore[attr-defined]
+    call._torchdynamo_inline = traced_call  # type: ignore[attr-defined]
+    call._policy_state = state  # type: ignore[attr-defined]
+    return call
+
+
+def _checked_compile_args(**args: Any) -> dict[str, Any]:
+    """The non-default ``torch.compile``-only arguments, each checked."""
+    for flag in ("disable", "isolate_recompiles"):
+        if not isinstance(args[flag], bool):
+            raise PolicyError(f"{flag}={args[flag]!r} is not allowed; allowed: True, False")
+    if args["name"] is not None and not isinstance(args["name"], str):
+        raise PolicyError(f"name={args['name']!r} is not allowed; allowed: None or a string")
+    limit = args["recompile_limit"]
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise PolicyError(
+            f"recompile_limit={limit!r} is not allowed; allowed: None or an int >= 1"
+        )
+    return {k: v for k, v in args.items() if v != TORCH_ONLY_ARGS[k] or k == "isolate_recompiles"}
+
+
+def _is_module(obj: object) -> bool:
+    import sys
+
+    nn = getattr(sys.modules.get("torch"), "nn", None)  # no torch loaded: no module
+    return nn is not None and isinstance(obj, nn.Module)

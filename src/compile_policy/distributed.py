@@ -39,7 +39,7 @@ class PolicyMismatchError(RuntimeError):
     """
 
 
-def policy_state(*compiled_fns: PolicyCompiled[Any]) -> dict[str, object]:
+def policy_state(*compiled_fns: PolicyCompiled[..., Any]) -> dict[str, object]:
     """This rank's effective policy and, per object, the state of each options key."""
     objects = []
     for fn in compiled_fns:
@@ -112,7 +112,7 @@ def _broadcast_bytes(
 
 # -- the public API ------------------------------------------------------------------------
 def check_consistent(
-    *compiled_fns: PolicyCompiled[Any],
+    *compiled_fns: PolicyCompiled[..., Any],
     group: Any = None,
     timeout: datetime.timedelta | None = None,
 ) -> None:

@@ -12,7 +12,7 @@ import inspect
 import linecache
 import sys
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .compile_state import CompileState
@@ -108,9 +108,11 @@ def _names_in_hot_path() -> frozenset[str]:
     return frozenset(code.co_names + code.co_varnames)
 
 
-def make_hot_path(target: Callable[..., Any], defaults: CompilePolicy) -> Any:
+def make_hot_path(
+    target: Callable[..., Any], defaults: CompilePolicy, compile_args: Mapping[str, Any] | None = None
+) -> Any:
     """The function users call, over a new :class:`CompileState` for ``target``."""
-    state = CompileState(target, defaults)
+    state = CompileState(target, defaults, compile_args)
     # The hot path's globals: each name it reads is one dict lookup, cached by CPython.
     namespace: dict[str, Any] = {
         "target": target,

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["PerInstance", "in_class_body"]
 
 #: Builds the compiled object for one callable (a bound method, or the function itself).
-Factory = Callable[[Callable[..., Any]], "PolicyCompiled[Any]"]
+Factory = Callable[[Callable[..., Any]], "PolicyCompiled[..., Any]"]
 
 
 class PerInstance:
@@ -37,7 +37,7 @@ class PerInstance:
         functools.update_wrapper(self, fn)
         self._make = make
         self._attr_name: str | None = None
-        self._through_class: PolicyCompiled[Any] | None = None
+        self._through_class: PolicyCompiled[..., Any] | None = None
         self._lock = threading.Lock()
 
     def __set_name__(self, owner: type, name: str) -> None:
@@ -72,7 +72,7 @@ class PerInstance:
         """The counters of calls made through the class (each instance has its own)."""
         return self._class_level().stats()
 
-    def _class_level(self) -> PolicyCompiled[Any]:
+    def _class_level(self) -> PolicyCompiled[..., Any]:
         with self._lock:
             if self._through_class is None:
                 self._through_class = self._make(self.__wrapped__)

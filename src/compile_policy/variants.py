@@ -96,8 +96,10 @@ def build_variant(
     key: CompileOptions,
     options: Mapping[str, object] | None,
     on_graph_compiled: Callable[[float, bool], object],
+    compile_args: Mapping[str, Any] | None = None,
 ) -> Callable[..., Any]:
-    """``torch.compile(target, ...)`` for ``key``, whose graphs count their runs.
+    """``torch.compile(target, ...)`` for ``key``, whose graphs count their runs;
+    ``compile_args``: the object's other ``torch.compile`` arguments (``name``, ...).
 
     ``on_graph_compiled(seconds, ok)`` is told of every graph the backend compiled (``ok``)
     or failed to compile, with the wall time the backend took.
@@ -117,21 +119,22 @@ def build_variant(
         )
     # What torch.compile itself would build for a backend name/callable with mode/options;
     # wrapping it lets every compiled graph count its runs without changing what compiles.
+    extra = dict(compile_args or {})
     real: Any
     if key.backend == "inductor":
         real = torch._TorchCompileInductorWrapper(  # type: ignore[no-untyped-call]
-            key.mode or "default", options, key.dynamic
+            key.mode or "default", options, key.dynamic, extra.pop("name", None)
         )
     else:
         real = torch._TorchCompileWrapper(  # type: ignore[no-untyped-call]
             key.backend, key.mode, options, key.dynamic
         )
-    extra: dict[str, Any] = {}
+    extra.pop("name", None)  # torch.compile gives it to the inductor wrapper only
     if "isolate_recompiles" in inspect.signature(torch.compile).parameters:
         # Dynamo keeps one cache and one recompile limit per code object, shared by every
         # wrapper of the same method: isolate them so one object's recompiles never push
         # another object over the limit (silently eager until torch._dynamo.reset()).
-        extra["isolate_recompiles"] = True
+        extra.setdefault("isolate_recompiles", True)
     compiled = torch.compile(
         target,
         backend=_CountingBackend(real, on_graph_compiled),
