@@ -178,6 +178,14 @@ class _CountingBackend:
         counted_graph._boxed_call = getattr(compiled, "_boxed_call", False)  # type: ignore[attr-defined]
         return counted_graph
 
+    # Dynamo reuses a cache entry only under an equal backend: as torch.compile's own
+    # wrappers, equal when the real backends are, so isolate_recompiles=False shares.
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _CountingBackend) and bool(self.real == other.real)
+
+    def __hash__(self) -> int:
+        return hash(type(self.real))
+
     def get_compiler_config(self) -> Any:
         getter = getattr(self.real, "get_compiler_config", None)
         return getter() if getter is not None else None
