@@ -33,17 +33,24 @@ _OWN = frozenset({"_orig_mod", "_compiled_call_impl", "_policy_state", "_policy_
 _PREFIX = "_orig_mod."  # what torch.compile(module) puts before every state_dict key
 
 
-def module_call(module: nn.Module) -> Callable[..., Any]:
+def module_call(module: nn.Module, *, in_place: bool = False) -> Callable[..., Any]:
     """What a policy-compiled module runs and compiles: ``module``'s call, hooks included.
 
     A frame of this package, not of torch: Dynamo skips the frames of torch's own layers
     (``nn.Linear(4, 4).compile()`` compiles nothing in torch 2.13), but inlines them when
     they are called from here, as ``torch.compile(module)`` does through its ``wrap_inline``.
-    ``_call_impl``, not ``module(...)``: an in-place module's ``__call__`` leads back here.
+    ``module(...)`` as there (Dynamo handles a module call, DDP's included, as a call);
+    ``_call_impl`` in place, as ``module.compile()``: the module's ``__call__`` leads here.
     """
+    if in_place:
 
-    def call(*args: Any, **kwargs: Any) -> Any:
-        return module._call_impl(*args, **kwargs)  # type: ignore[no-untyped-call]
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return module._call_impl(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+    else:
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return module(*args, **kwargs)
 
     # Messages and stats name the module's class: "policy_compiled(MLP): compile failed ...".
     call.__name__ = call.__qualname__ = type(module).__qualname__
@@ -57,15 +64,16 @@ def compile_in_place(module: M, config: tuple[CompilePolicy, Mapping[str, Any]])
     ``__getstate__`` leaves it out, so copies and pickles are plain modules, as for
     ``module.compile()``.
     """
-    call = _make_call(module, config)
-    module._compiled_call_impl = call
+    module._compiled_call_impl = _make_call(module, config, in_place=True)
     return module
 
 
-def _make_call(module: nn.Module, config: tuple[CompilePolicy, Mapping[str, Any]]) -> Any:
+def _make_call(
+    module: nn.Module, config: tuple[CompilePolicy, Mapping[str, Any]], *, in_place: bool = False
+) -> Any:
     from .compiled import make_compiled  # the dispatch owns `disable` and the arguments
 
-    return make_compiled(module_call(module), *config)
+    return make_compiled(module_call(module, in_place=in_place), *config)
 
 
 class PolicyCompiledModule(nn.Module, Generic[M]):
