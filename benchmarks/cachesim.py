@@ -52,15 +52,14 @@ def candidates(backend: str = "inductor") -> tuple[dict[str, Callable[[], Any]],
     Every candidate takes the compiled path of the same warm variant in this thread.
     """
     from compile_policy import hot_path
-    from compile_policy.variants import GRAPH_RUNS
 
     from .cases import _tiny, tiny_compiled
 
     x, wrapped, same = tiny_compiled(backend)
     params, args, packed = hot_path._hot_path_signature(_tiny)
     source = hot_path.HOT_PATH.format(params=params, args=args, packed=packed)
-    # The object's own globals, plus the direct variant and this thread's graph-run cell.
-    namespace = dict(wrapped.__globals__, same=same, main_cell=GRAPH_RUNS.cell)
+    # The object's own globals, plus the direct variant and its graph-run cell in this thread.
+    namespace = dict(wrapped.__globals__, same=same, main_cell=wrapped._policy_state.graph_runs.cell)
 
     def build(text: str) -> Callable[[Any], Any]:
         scope = dict(namespace)

@@ -23,8 +23,8 @@ from .log import logger
 from .policy import CompilePolicy, Fallback, _Frame, default_frame, freeze
 from .stats import CompileFailure, CompileStats, counter_value
 from .variants import (
-    GRAPH_RUNS,
     CompileOptions,
+    GraphRuns,
     build_variant,
     compiler_errors,
     user_error_at_trace,
@@ -35,12 +35,15 @@ __all__ = ["CompileState"]
 class _Variant:
     """The compiled form of one object for one options key, and its state."""
 
-    __slots__ = ("compiled", "failure", "fallen_back", "key", "ran_graphs", "warm")
+    __slots__ = (
+        "compiled", "failure", "failure_traceback", "fallen_back", "key", "ran_graphs", "warm"
+    )
 
     def __init__(self, key: CompileOptions, compiled: Callable[..., Any]) -> None:
         self.key = key
         self.compiled = compiled
         self.failure: CompileFailure | None = None
+        self.failure_traceback: types.TracebackType | None = None
         self.fallen_back = False
         self.ran_graphs = False
         self.warm = False  # a call has completed (or it fell back): its compile is done
@@ -93,6 +96,7 @@ class CompileState:
         self.compile_seconds = 0.0
         self.seconds_by_key: dict[CompileOptions, float] = {}
         self.seconds_lock = threading.Lock()
+        self.graph_runs = GraphRuns()  # this object's graphs only (see GraphRuns)
         self.warned_skipped = False
 
     def slow_call(self, top: _Frame | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -105,6 +109,10 @@ class CompileState:
             return self.target(*args, **kwargs)
         variant = self.variant_for(frame)
         if variant.fallen_back:
+            if self.fallback_of(frame) == "raise":
+                # This key fell back under another scope's fallback="eager"; "raise" means
+                # this call must not run eagerly either (never remembered in `plain`).
+                raise self.failure_again(variant)
             self.remember_plain(top, self.fallback_calls)
             next(self.fallback_calls)
             return self.target(*args, **kwargs)
@@ -126,7 +134,7 @@ class CompileState:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        runs = GRAPH_RUNS.cell
+        runs = self.graph_runs.cell
         before = runs[0]
         try:
             out = variant.compiled(*args, **kwargs)
@@ -202,6 +210,7 @@ class CompileState:
                     key,
                     options,
                     functools.partial(self.graph_compiled, key),
+                    self.graph_runs,
                     self.compile_args,
                 )
                 self.compiler_errors = compiler_errors()
@@ -252,7 +261,7 @@ class CompileState:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        fallback: Fallback = frame.effective.fallback or self.defaults.fallback or "eager"
+        fallback = self.fallback_of(frame)
         # Dynamo reports an error raised by the user's own ops while tracing as this type.
         user_error = isinstance(error, user_error_at_trace())
         if fallback == "raise":
@@ -278,13 +287,25 @@ class CompileState:
         next(self.fallback_calls)
         return out
 
+    def fallback_of(self, frame: _Frame) -> Fallback:
+        return frame.effective.fallback or self.defaults.fallback or "eager"
+
+    def failure_again(self, variant: _Variant) -> BaseException:
+        """The compile error of a fallen-back key, to raise again under fallback="raise"
+        (with the traceback it was recorded with: raising it again must not grow it)."""
+        assert variant.failure is not None
+        error = variant.failure.exception
+        return error.with_traceback(variant.failure_traceback)
+
     def record(self, variant: _Variant, error: BaseException, *, fell_back: bool) -> None:
         with self.lock:
             first = variant.failure is None
-            if first:
-                variant.failure = CompileFailure(variant.key, error, fell_back)
             newly_fallen_back = fell_back and not variant.fallen_back
             variant.fallen_back = variant.fallen_back or fell_back
+            # The latest failure and state: a raise-mode failure then an eager fallback
+            # reads fell_back=True, as fallback_calls does.
+            variant.failure = CompileFailure(variant.key, error, variant.fallen_back)
+            variant.failure_traceback = error.__traceback__
             if newly_fallen_back:
                 self.ready.clear()  # refilled lazily, never with this variant
         if fell_back:

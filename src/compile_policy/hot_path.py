@@ -7,6 +7,7 @@ than the whole policy check).
 
 from __future__ import annotations
 
+import builtins
 import functools
 import inspect
 import linecache
@@ -16,8 +17,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .compile_state import CompileState
+from .dynamo_frames import keep_dynamo_out
 from .policy import CompilePolicy, pushed_top
-from .variants import GRAPH_RUNS
 
 __all__ = ["HOT_PATH", "HOT_PATH_FILE", "make_hot_path"]
 
@@ -98,6 +99,7 @@ def _hot_path_code(params: str, args: str, packed: str) -> types.CodeType:
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     module = compile(source, filename, "exec")
     [code] = (c for c in module.co_consts if isinstance(c, types.CodeType))
+    keep_dynamo_out(code)
     return code
 
 
@@ -115,12 +117,15 @@ def make_hot_path(
     state = CompileState(target, defaults, compile_args)
     # The hot path's globals: each name it reads is one dict lookup, cached by CPython.
     namespace: dict[str, Any] = {
+        # Dynamo reads a frame's builtins from its globals: without them, a hot path it
+        # treats as a frame of its own (a graph break around the call) is a KeyError.
+        "__builtins__": builtins,
         "target": target,
         "state": state,
         "ready": state.ready,
         "plain": state.plain,
         "pushed_top": pushed_top,
-        "graph_runs": GRAPH_RUNS,
+        "graph_runs": state.graph_runs,
         "eager_calls": state.eager_calls,
         "compiled_calls": state.compiled_calls,
     }

@@ -90,6 +90,21 @@ class PerInstance:
         return f"<policy_compiled method {self.__wrapped__.__qualname__}, one per instance>"
 
 
+def _get_while_traced(self: PerInstance, instance: object, owner: type | None = None) -> Any:
+    """What Dynamo traces instead of :meth:`PerInstance.__get__` (an access inside an outer
+    ``torch.compile``): the plain bound method, traced into the outer graph as the hot
+    path's own ``_torchdynamo_inline`` is. Nothing is made or locked at trace time (Dynamo
+    cannot enter a lock: an error under ``fullgraph=True``, a skipped frame otherwise)."""
+    if instance is None:
+        return self
+    return self.__wrapped__.__get__(instance, owner)
+
+
+# Dynamo follows `_torchdynamo_inline` on the functions it inlines, a descriptor's
+# `__get__` included (torch 2.13, variables/functions.py UserFunctionVariable).
+PerInstance.__get__._torchdynamo_inline = _get_while_traced  # type: ignore[attr-defined]
+
+
 def in_class_body(fn: object) -> bool:
     """A plain function whose qualified name says it is defined in a class body."""
     if not isinstance(fn, types.FunctionType):

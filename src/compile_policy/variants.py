@@ -12,9 +12,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+from .dynamo_frames import keep_dynamo_out_of_pending
 from .errors import PolicyError
 
-__all__ = ["GRAPH_RUNS", "CompileOptions", "build_variant", "compiler_errors", "user_error_at_trace"]
+__all__ = ["CompileOptions", "GraphRuns", "build_variant", "compiler_errors", "user_error_at_trace"]
 
 
 class CompileOptions(NamedTuple):
@@ -38,9 +39,13 @@ def _name_of(obj: object) -> str:
     return getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or repr(obj)
 
 
-class _GraphRuns(threading.local):
-    """How many compiled graphs have run in this thread, in ``cell[0]``: a call reads it
-    before and after, to tell whether any graph ran during it.
+class GraphRuns(threading.local):
+    """How many compiled graphs of one object have run in this thread, in ``cell[0]``: a
+    call reads it before and after, to tell whether any graph of its own ran during it.
+
+    One per object: with one count for all, a call of another compiled object made inside
+    this object's call (through a ``torch._dynamo.disable``d helper, or a nested wrapper)
+    counted as this object's compiled call although none of its own graphs ran.
 
     Per thread rather than per context: a call is synchronous, so no other task runs in its
     thread meanwhile. Not a ContextVar: a ContextVar.set per graph run cost about 2 us
@@ -50,9 +55,6 @@ class _GraphRuns(threading.local):
 
     def __init__(self) -> None:  # run once in each thread, on its first access
         self.cell = [0]
-
-
-GRAPH_RUNS = _GraphRuns()
 
 
 @functools.cache
@@ -96,9 +98,10 @@ def build_variant(
     key: CompileOptions,
     options: Mapping[str, object] | None,
     on_graph_compiled: Callable[[float, bool], object],
+    runs: GraphRuns,
     compile_args: Mapping[str, Any] | None = None,
 ) -> Callable[..., Any]:
-    """``torch.compile(target, ...)`` for ``key``, whose graphs count their runs;
+    """``torch.compile(target, ...)`` for ``key``, whose graphs count their runs in ``runs``;
     ``compile_args``: the object's other ``torch.compile`` arguments (``name``, ...).
 
     ``on_graph_compiled(seconds, ok)`` is told of every graph the backend compiled (``ok``)
@@ -109,6 +112,7 @@ def build_variant(
     """
     import torch
 
+    keep_dynamo_out_of_pending()  # hot paths made before torch was loaded
     _check_backend(key.backend)
     options = None if options is None else dict(options)
     if key.mode is not None and options is not None:
@@ -137,7 +141,7 @@ def build_variant(
         extra.setdefault("isolate_recompiles", True)
     compiled = torch.compile(
         target,
-        backend=_CountingBackend(real, on_graph_compiled),
+        backend=_CountingBackend(real, on_graph_compiled, runs),
         fullgraph=key.fullgraph,
         dynamic=key.dynamic,
         **extra,
@@ -150,8 +154,11 @@ def build_variant(
 class _CountingBackend:
     """A backend that compiles with ``real`` and wraps each graph to count its runs."""
 
-    def __init__(self, real: Any, on_graph_compiled: Callable[[float, bool], object]) -> None:
+    def __init__(
+        self, real: Any, on_graph_compiled: Callable[[float, bool], object], runs: GraphRuns
+    ) -> None:
         self.real = real
+        self.runs = runs
         # torch names the backend by __name__ in its messages (BackendCompilerFailed).
         self.__name__ = str(getattr(real, "compiler_name", None) or _name_of(real))
         self.on_graph_compiled = on_graph_compiled
@@ -160,6 +167,13 @@ class _CountingBackend:
         start = time.perf_counter()
         try:
             compiled = self.real(gm, example_inputs)
+            if not callable(compiled):
+                # Raised inside the backend call, so Dynamo reports it as BackendCompilerFailed,
+                # a compile failure (fallback or raise per policy), not a TypeError per call.
+                raise TypeError(
+                    f"the torch.compile backend {self.__name__!r} returned {compiled!r}; "
+                    "allowed: a callable that runs the graph (such as gm.forward)"
+                )
         except BaseException:
             self.on_graph_compiled(time.perf_counter() - start, False)  # time spent all the same
             raise
@@ -170,8 +184,10 @@ class _CountingBackend:
         while hasattr(compiled, "_torchdynamo_orig_callable"):
             compiled = compiled._torchdynamo_orig_callable
 
+        runs = self.runs
+
         def counted_graph(*args: Any) -> Any:
-            GRAPH_RUNS.cell[0] += 1
+            runs.cell[0] += 1
             return compiled(*args)
 
         # Keep the graph's calling convention (inductor's takes one boxed list of inputs).
