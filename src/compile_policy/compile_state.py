@@ -143,8 +143,11 @@ class CompileState:
         else:
             if runs[0] != before:
                 next(self.compiled_calls)
-                if not variant.ran_graphs:
-                    variant.ran_graphs = True
+                variant.ran_graphs = True
+                if not self.all_warm:
+                    # Not `if not variant.warm`: an interrupt (KeyboardInterrupt) between
+                    # two of these steps must be repaired by the next call, not leave the
+                    # object on the slow path for good.
                     self.mark_warm(variant)
             else:
                 self.skipped_call(variant, frame)
@@ -173,7 +176,7 @@ class CompileState:
     def skipped_call(self, variant: _Variant, frame: _Frame) -> None:
         """Dynamo ran a call the policy compiled without running any compiled graph."""
         next(self.skipped_calls)
-        if not variant.warm:
+        if not self.all_warm:
             self.mark_warm(variant)  # nothing is being compiled: no race to guard
         # A policy stance such as eager_on_recompile asks for eager runs: nothing to warn of.
         if variant.ran_graphs and not self.warned_skipped and frame.effective.stance is None:
@@ -214,9 +217,9 @@ class CompileState:
                     self.compile_args,
                 )
                 self.compiler_errors = compiler_errors()
-                variant = self.by_key[key] = _Variant(key, compiled)
                 self.all_warm = False
                 self.ready.clear()  # every compiled call takes the slow path while it is cold
+                variant = self.by_key[key] = _Variant(key, compiled)
             self.by_overrides[frame.overrides] = variant
         return variant
 

@@ -35,9 +35,10 @@ from typing import (
 from .compile_state import CompileState
 from .errors import PolicyError
 from .hot_path import make_hot_path
-from .methods import PerInstance, in_class_body
+from .methods import PerInstance, in_class_body, stacked_descriptor
 from .policy import CompilePolicy, Fallback
 from .stats import CompileFailure, CompileStats
+from .wrappable import check_wrappable
 
 if TYPE_CHECKING:
     from torch import nn
@@ -204,6 +205,9 @@ def _dispatch(
     fn: Callable[..., Any], *, defaults: CompilePolicy, compile_args: Mapping[str, Any],
     inplace: bool = False,
 ) -> Any:
+    if (stacked := stacked_descriptor(fn, lambda f: make_compiled(f, defaults, compile_args))) is not None:
+        return stacked  # over @staticmethod / @classmethod
+    check_wrappable(fn)  # classes, coroutine and generator functions: a TypeError
     if not callable(fn):
         raise TypeError(f"policy_compiled() wraps a callable or nn.Module; got {fn!r}")
     if _is_module(fn):

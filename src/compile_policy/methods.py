@@ -17,13 +17,14 @@ import copyreg
 import functools
 import threading
 import types
+import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .compiled import CompileStats, PolicyCompiled
 
-__all__ = ["PerInstance", "in_class_body"]
+__all__ = ["PerInstance", "in_class_body", "stacked_descriptor"]
 
 #: Builds the compiled object for one callable (a bound method, or the function itself).
 Factory = Callable[[Callable[..., Any]], "PolicyCompiled[..., Any]"]
@@ -39,6 +40,9 @@ class PerInstance:
         self._attr_name: str | None = None
         self._through_class: PolicyCompiled[..., Any] | None = None
         self._lock = threading.Lock()
+        self._per_class: weakref.WeakKeyDictionary[type, PolicyCompiled[..., Any]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def __set_name__(self, owner: type, name: str) -> None:
         self._attr_name = name
@@ -47,6 +51,11 @@ class PerInstance:
     def __get__(self, instance: object, owner: type | None = None) -> Any:
         if instance is None:
             return self
+        if owner is instance:
+            # `@classmethod` over `@policy_compiled`: Python 3.9-3.12 chain the classmethod's
+            # __get__ to ours as __get__(cls, cls), which no plain access does. One object
+            # per class (3.13 binds us as a method instead: __call__, one for all classes).
+            return self._for_class(instance)
         if self._attr_name is None:  # set on a class after it was made: no __set_name__
             self._attr_name = self._find_name(type(instance).__mro__)
         if not hasattr(instance, "__dict__"):
@@ -71,6 +80,13 @@ class PerInstance:
     def stats(self) -> CompileStats:
         """The counters of calls made through the class (each instance has its own)."""
         return self._class_level().stats()
+
+    def _for_class(self, cls: Any) -> PolicyCompiled[..., Any]:
+        with self._lock:
+            made = self._per_class.get(cls)
+            if made is None:
+                made = self._per_class[cls] = self._make(self.__wrapped__.__get__(cls, type(cls)))
+            return made
 
     def _class_level(self) -> PolicyCompiled[..., Any]:
         with self._lock:
@@ -103,6 +119,21 @@ def _get_while_traced(self: PerInstance, instance: object, owner: type | None = 
 # Dynamo follows `_torchdynamo_inline` on the functions it inlines, a descriptor's
 # `__get__` included (torch 2.13, variables/functions.py UserFunctionVariable).
 PerInstance.__get__._torchdynamo_inline = _get_while_traced  # type: ignore[attr-defined]
+
+
+def stacked_descriptor(fn: object, make: Factory) -> object | None:
+    """``@policy_compiled`` over ``@staticmethod`` / ``@classmethod``: the same kind of
+    descriptor over one compiled object of the function (``None`` for anything else).
+
+    One object, not one per instance: neither kind of method sees the instance. A
+    classmethod's object takes the class as its first argument (Dynamo guards on it).
+    """
+    if not isinstance(fn, staticmethod | classmethod):
+        return None
+    from .wrappable import check_wrappable
+
+    check_wrappable(fn.__func__)
+    return type(fn)(make(fn.__func__))
 
 
 def in_class_body(fn: object) -> bool:

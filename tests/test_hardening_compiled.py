@@ -1,0 +1,247 @@
+"""Issue 13, the compiled-object side: what an adversarial read broke, pinned down."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import warnings
+from typing import Any
+
+import pytest
+import torch
+
+from compile_policy import (
+    CompileFallbackWarning,
+    compile_enabled,
+    compile_stats,
+    policy_compiled,
+)
+from conftest import CountingBackend
+
+X = torch.ones(4)
+
+
+def _plain(x: torch.Tensor) -> torch.Tensor:
+    return torch.sin(x) * 2 + 1
+
+
+# -- 1. inside an outer torch.compile, never a Dynamo crash ---------------------------------
+def test_an_outer_torch_compile_with_a_graph_break_around_the_call_works(counting: CountingBackend) -> None:
+    inner = policy_compiled(_plain, backend=counting)
+    lock = threading.Lock()
+
+    def step(x: torch.Tensor) -> torch.Tensor:
+        with lock:  # a graph break: Dynamo treats the inner call as a frame of its own
+            y = inner(x)
+        return y + 1
+
+    outer = torch.compile(step, backend="eager")
+    assert torch.equal(outer(X), _plain(X) + 1)
+    assert torch.equal(torch.compile(inner, backend="eager")(X), _plain(X))
+
+
+def test_policy_compiled_over_policy_compiled_records_no_fallback(counting: CountingBackend) -> None:
+    outer = policy_compiled(policy_compiled(_plain, backend=counting), backend="eager")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileFallbackWarning)
+        for _ in range(3):
+            assert torch.equal(outer(X), _plain(X))
+    assert compile_stats(outer).failures == ()
+    assert compile_stats(outer).fallback_calls == 0
+
+
+def test_the_hot_path_has_builtins_like_a_plain_function() -> None:
+    fast = policy_compiled(_plain, backend="eager")
+    assert "__builtins__" in fast.__globals__  # type: ignore[attr-defined]
+
+
+# -- 2. a class-body method first accessed inside an outer compile ---------------------------
+@pytest.mark.parametrize("fullgraph", [False, True])
+def test_a_class_body_method_first_accessed_inside_an_outer_compile(fullgraph: bool) -> None:
+    class Agent(torch.nn.Module):
+        @policy_compiled(backend="eager")
+        def act(self, x: torch.Tensor) -> torch.Tensor:
+            return x * 3
+
+    agent = Agent()
+
+    def step(x: torch.Tensor) -> torch.Tensor:
+        return agent.act(x) + 1
+
+    out = torch.compile(step, backend="eager", fullgraph=fullgraph)(X)
+    assert torch.equal(out, X * 3 + 1)
+    assert torch.equal(agent.act(X), X * 3)  # and eagerly afterwards
+
+
+# -- 3. refused at wrap time ----------------------------------------------------------------
+class _Net(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+async def _coroutine(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+async def _async_gen(x: torch.Tensor) -> Any:
+    yield x
+
+
+def _gen(x: torch.Tensor) -> Any:
+    yield x
+
+
+class _GenCallable:
+    def __call__(self, x: torch.Tensor) -> Any:
+        yield x
+
+
+@pytest.mark.parametrize(
+    ("target", "says"),
+    [
+        (_Net, "a class"),
+        (dict, "a class"),
+        (_coroutine, "a coroutine function"),
+        (_async_gen, "an async generator function"),
+        (_gen, "a generator function"),
+        (_GenCallable(), "a generator function"),
+    ],
+)
+def test_what_cannot_be_governed_is_a_type_error_at_wrap_time(target: object, says: str) -> None:
+    with pytest.raises(TypeError, match=says):
+        policy_compiled(target, backend="eager")  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match=says):
+        policy_compiled(backend="eager")(target)  # type: ignore[arg-type]
+
+
+def test_static_and_class_methods_stack_with_the_decorator_both_ways() -> None:
+    class Model:
+        factor = 5
+
+        @policy_compiled(backend="eager")
+        @staticmethod
+        def static(x: torch.Tensor) -> torch.Tensor:
+            return x + 1
+
+        @classmethod
+        @policy_compiled(backend="eager")
+        def outer_classmethod(cls, x: torch.Tensor) -> torch.Tensor:
+            return x * cls.factor
+
+        @policy_compiled(backend="eager")
+        @classmethod
+        def inner_classmethod(cls, x: torch.Tensor) -> torch.Tensor:
+            return x * cls.factor
+
+    class Sub(Model):
+        factor = 7
+
+    for owner in (Model, Model()):
+        assert torch.equal(owner.static(X), X + 1)
+        assert torch.equal(owner.outer_classmethod(X), X * 5)
+        assert torch.equal(owner.inner_classmethod(X), X * 5)
+    assert torch.equal(Sub().outer_classmethod(X), X * 7)
+    assert torch.equal(Sub.inner_classmethod(X), X * 7)
+
+    async def method_refused() -> None:
+        with pytest.raises(TypeError, match="a coroutine function"):
+
+            class Bad:
+                @policy_compiled(backend="eager")
+                @staticmethod
+                async def step(x: torch.Tensor) -> torch.Tensor:
+                    return x
+
+    asyncio.run(method_refused())
+
+
+# -- 4. fallback="raise" always raises where compiling does not happen ----------------------
+def test_raise_mode_raises_for_a_key_that_already_fell_back(failing: CountingBackend) -> None:
+    fast = policy_compiled(lambda x: x + 1, backend=failing)
+    with pytest.warns(CompileFallbackWarning):
+        assert torch.equal(fast(X), X + 1)  # falls back, eager
+    for _ in range(2):
+        with compile_enabled(fallback="raise"), pytest.raises(torch._dynamo.exc.BackendCompilerFailed):
+            fast(X)
+    [failure] = compile_stats(fast).failures
+    assert failure.fell_back
+    assert torch.equal(fast(X), X + 1)  # eager mode still falls back
+
+
+def test_the_failure_record_follows_the_latest_state(failing: CountingBackend) -> None:
+    fast = policy_compiled(lambda x: x * 2, backend=failing)
+    with compile_enabled(fallback="raise"), pytest.raises(torch._dynamo.exc.BackendCompilerFailed):
+        fast(X)
+    assert not compile_stats(fast).failures[0].fell_back
+    with pytest.warns(CompileFallbackWarning):
+        fast(X)
+    stats = compile_stats(fast)
+    assert stats.failures[0].fell_back and stats.fallback_calls == 1
+
+
+# -- 5. a backend returning None or a non-callable -------------------------------------------
+@pytest.mark.parametrize("returned", [None, 42, "graph"])
+def test_a_backend_returning_a_non_callable_is_a_compile_failure(returned: object) -> None:
+    def bad_backend(gm: Any, example_inputs: Any) -> Any:
+        return returned
+
+    fast = policy_compiled(lambda x: x - 1, backend=bad_backend)
+    with pytest.warns(CompileFallbackWarning, match="returned"):
+        assert torch.equal(fast(X), X - 1)
+    assert torch.equal(fast(X), X - 1)
+    stats = compile_stats(fast)
+    assert stats.fallback_calls == 2 and len(stats.failures) == 1
+    strict = policy_compiled(lambda x: x - 2, backend=bad_backend, fallback="raise")
+    with pytest.raises(torch._dynamo.exc.BackendCompilerFailed):
+        strict(X)
+
+
+# -- 6. each object counts only its own graphs ----------------------------------------------
+def test_an_object_does_not_count_graphs_of_another_it_calls(counting: CountingBackend) -> None:
+    inner = policy_compiled(_plain, backend=counting)
+
+    @torch._dynamo.disable  # type: ignore[misc]
+    def helper(x: torch.Tensor) -> torch.Tensor:
+        return inner(x)
+
+    def no_tensor_work(x: torch.Tensor) -> torch.Tensor:
+        return helper(x)
+
+    outer = policy_compiled(no_tensor_work, backend=CountingBackend())
+    outer(X)
+    outer(X)
+    outer_stats, inner_stats = compile_stats(outer), compile_stats(inner)
+    assert inner_stats.compiled_calls == 2 and inner_stats.graphs_compiled == 1
+    assert outer_stats.graphs_compiled == 0 and outer_stats.compiled_calls == 0
+    assert outer_stats.skipped_calls == 2
+
+
+# -- 11. a compile interrupted by KeyboardInterrupt leaves nothing behind ---------------------
+def test_a_keyboard_interrupt_while_compiling_leaves_nothing_behind() -> None:
+    class InterruptOnce(CountingBackend):
+        def __call__(self, gm: Any, example_inputs: Any) -> Any:
+            if self.compiles == 0:
+                self.compiles += 1
+                raise KeyboardInterrupt
+            return super().__call__(gm, example_inputs)
+
+    backend = InterruptOnce()
+    fast = policy_compiled(lambda x: x + 3, backend=backend)
+    with pytest.raises(KeyboardInterrupt):
+        fast(X)
+    assert torch.equal(fast(X), X + 3)  # compiles normally
+    state = fast._policy_state  # type: ignore[attr-defined]
+    slow_calls = 0
+    real_slow = state.slow_call
+
+    def counting_slow(*args: Any) -> Any:
+        nonlocal slow_calls
+        slow_calls += 1
+        return real_slow(*args)
+
+    state.slow_call = counting_slow
+    for _ in range(5):
+        fast(X)
+    assert slow_calls == 0  # later calls take the fast path again
+    stats = compile_stats(fast)
+    assert stats.compiled_calls == 6 and stats.failures == ()
