@@ -23,6 +23,7 @@ from .log import logger
 from .policy import CompilePolicy, Fallback, _Frame, default_frame, freeze
 from .stats import CompileFailure, CompileStats, counter_value
 from .variants import (
+    SHARED_GRAPH_RUNS,
     CompileOptions,
     GraphRuns,
     build_variant,
@@ -96,7 +97,9 @@ class CompileState:
         self.compile_seconds = 0.0
         self.seconds_by_key: dict[CompileOptions, float] = {}
         self.seconds_lock = threading.Lock()
-        self.graph_runs = GraphRuns()  # this object's graphs only (see GraphRuns)
+        # This object's graphs only (see GraphRuns), unless it shares Dynamo's cache.
+        shared = self.compile_args.get("isolate_recompiles") is False
+        self.graph_runs = SHARED_GRAPH_RUNS if shared else GraphRuns()
         self.warned_skipped = False
 
     def slow_call(self, top: _Frame | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -57,6 +57,11 @@ class GraphRuns(threading.local):
         self.cell = [0]
 
 
+#: The count shared by objects made with ``isolate_recompiles=False``: they share Dynamo's
+#: cache, so a call of one may run a graph another compiled, and that is a compiled call.
+SHARED_GRAPH_RUNS = GraphRuns()
+
+
 @functools.cache
 def compiler_errors() -> tuple[type[BaseException], ...]:
     """The exception types that mean "the PyTorch compiler failed" in this torch.
