@@ -21,7 +21,6 @@ from .errors import (
     ScopeError,
     TorchInternalsError,
 )
-from .governance import govern_torch_compile
 from .policy import CompilePolicy, current_policy, explain
 from .scopes import PolicyScope, bind_policy, compile_disabled, compile_enabled, use_policy
 
@@ -30,6 +29,7 @@ from .scopes import PolicyScope, bind_policy, compile_disabled, compile_enabled,
 # the plugin) never needs it. To export a name of it, add it to both lists below.
 if TYPE_CHECKING:
     from .compiled import PolicyCompiled, policy_compiled
+    from .governance import govern_torch_compile
     from .inspection import compile_stats, unwrap
     from .modules import PolicyCompiledModule
     from .stats import CompileFailure, CompileStats
@@ -42,6 +42,7 @@ _LAZY = {
     "PolicyCompiled": ".compiled",
     "PolicyCompiledModule": ".modules",  # an nn.Module: importing it imports torch
     "compile_stats": ".inspection",
+    "govern_torch_compile": ".governance",
     "unwrap": ".inspection",
     "policy_compiled": ".compiled",
 }

@@ -27,10 +27,12 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .policy import default_frame, pushed_top
-from .torch_internals import REPLACED, Internals, check_torch_internals
+
+if TYPE_CHECKING:
+    from .torch_internals import Internals
 
 __all__ = ["govern_torch_compile", "is_governed"]
 
@@ -106,6 +108,9 @@ def govern_torch_compile() -> None:
     """
     with _LOCK:
         if _INSTALLED is None:
+            # Imported here: the checks need `dis`, a large import nothing else needs.
+            from .torch_internals import check_torch_internals
+
             internals = check_torch_internals()
             # A bad COMPILE_POLICY raises here, changing nothing, rather than in every
             # torch.compile'd call from now on.
@@ -116,6 +121,8 @@ def govern_torch_compile() -> None:
 def _install(internals: Internals) -> None:
     global _INSTALLED
     eval_frame, decorators = internals.eval_frame, internals.decorators
+    from .torch_internals import REPLACED
+
     originals = {name: getattr(eval_frame, name) for name in REPLACED}
     originals["__call__"] = internals.context_call
     replacements = _replacements(internals, originals)
