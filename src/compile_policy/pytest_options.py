@@ -16,7 +16,6 @@ import pytest
 
 from .errors import PolicyError
 from .policy import CompilePolicy
-from .policy_text import parse_policy
 
 __all__ = ["PluginSettings", "Setting", "add_options", "resolve"]
 
@@ -133,6 +132,9 @@ def _resolve_one(config: pytest.Config, setting: Setting) -> Choice:
 def _policy_choice(raw: str, label: str, source: str) -> Choice:
     """``both`` (optionally followed by fields: ``both,backend=eager``), or a policy text
     (``off``, ``max-autotune``, ``on,backend=aot_eager``: see ``CompilePolicy.parse``)."""
+    # The grammar loads only when a value needs it: this plugin loads in every pytest run.
+    from .policy_text import parse_policy
+
     first, _, rest = raw.partition(",")
     try:
         if first.strip().lower() == "both":
