@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import warnings
 from typing import Any
@@ -245,3 +246,51 @@ def test_a_keyboard_interrupt_while_compiling_leaves_nothing_behind() -> None:
     assert slow_calls == 0  # later calls take the fast path again
     stats = compile_stats(fast)
     assert stats.compiled_calls == 6 and stats.failures == ()
+
+
+# -- 16. a scope made anew in a loop stays on the fast path -----------------------------------
+def _count_slow_calls(fast: Any) -> list[int]:
+    state = fast._policy_state
+    real_slow, count = state.slow_call, [0]
+
+    def counting_slow(*args: Any) -> Any:
+        count[0] += 1
+        return real_slow(*args)
+
+    state.slow_call = counting_slow
+    return count
+
+
+@pytest.mark.parametrize("outer", [False, True], ids=["top-level", "under-an-outer-scope"])
+def test_a_scope_made_anew_each_iteration_takes_the_fast_path(
+    counting: CountingBackend, outer: bool
+) -> None:
+    fast = policy_compiled(_plain, backend="eager")
+    with compile_enabled() if outer else contextlib.nullcontext():
+        for _ in range(2):  # warm
+            with compile_enabled(backend=counting):
+                fast(X)
+        slow = _count_slow_calls(fast)
+        for _ in range(20):
+            with compile_enabled(backend=counting):
+                assert torch.equal(fast(X), _plain(X))
+        with compile_enabled(backend=counting, fullgraph=True):  # other options: a new key
+            fast(X)
+    assert slow[0] == 1
+    assert counting.compiles == 2 and compile_stats(fast).compiled_calls == 23
+
+
+def test_a_new_scope_over_a_fallen_back_variant_takes_the_fast_path(
+    failing: CountingBackend,
+) -> None:
+    fast = policy_compiled(_plain)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CompileFallbackWarning)
+        for _ in range(2):
+            with compile_enabled(backend=failing):
+                fast(X)
+    slow = _count_slow_calls(fast)
+    for _ in range(10):
+        with compile_enabled(backend=failing):
+            assert torch.equal(fast(X), _plain(X))
+    assert slow[0] == 0 and compile_stats(fast).fallback_calls == 12

@@ -79,11 +79,11 @@ class CompileState:
         # variant it resolves to, for the hot path. The hot path reads it without the lock;
         # it changes in place under the lock (each dict operation is atomic). Empty while
         # any variant is cold; never holds a fallen-back variant.
-        self.ready: dict[_Frame | None, Callable[..., Any]] = {}
+        self.ready: dict[object, Callable[..., Any]] = {}
         # Stack top -> the counter of a call that runs the plain function for good: the
         # process default disables compiling (top None), or the top's variant fell back.
         # The hot path serves these too; a scope that disables is seen before either table.
-        self.plain: dict[_Frame | None, itertools.count[int]] = {}
+        self.plain: dict[object, itertools.count[int]] = {}
         self.by_overrides: dict[tuple[object, ...], _Variant] = {}
         self.by_key: dict[CompileOptions, _Variant] = {}
         self.compiler_errors: tuple[type[BaseException], ...] = ()
@@ -194,6 +194,8 @@ class CompileState:
                 if len(self.ready) >= _READY_LIMIT:
                     self.ready.clear()
                 self.ready[top] = variant.compiled
+                if top is not None:
+                    self.ready[top.route] = variant.compiled
 
     def remember_plain(self, top: _Frame | None, counter: itertools.count[int]) -> None:
         """Let the hot path run the plain function for this stack top from now on."""
@@ -201,6 +203,8 @@ class CompileState:
             if len(self.plain) >= _READY_LIMIT:
                 self.plain.clear()
             self.plain[top] = counter
+            if top is not None:
+                self.plain[top.route] = counter
 
     # -- building variants ------------------------------------------------------------------
     def variant_for(self, frame: _Frame) -> _Variant:

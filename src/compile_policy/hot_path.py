@@ -38,11 +38,17 @@ def call({params}):
         return target({args})
     compiled = ready.get(top)  # the warm variant this stack top resolves to
     if compiled is None:
-        counter = plain.get(top)  # the default disables compiling, or the variant fell back
-        if counter is None:
-            return state.slow_call(top, {packed})
-        next(counter)
-        return target({args})
+        # A scope made anew (one per loop iteration) pushes a new top each time: it resolves
+        # as an equal scope over the same stack did (`route`), off the slow path.
+        route = None if top is None else top.route
+        compiled = ready.get(route)
+        if compiled is None:
+            # The default disables compiling, or the variant fell back.
+            counter = plain.get(top) or plain.get(route)
+            if counter is None:
+                return state.slow_call(top, {packed})
+            next(counter)
+            return target({args})
     runs = graph_runs.cell
     before = runs[0]
     try:

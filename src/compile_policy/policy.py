@@ -240,7 +240,8 @@ class _Frame:
     """
 
     __slots__ = (
-        "_effective", "_overrides", "below", "enabled", "layer", "owner", "token", "where"
+        "_effective", "_overrides", "below", "enabled", "layer", "owner", "route", "token",
+        "where",
     )
 
     def __init__(
@@ -253,6 +254,9 @@ class _Frame:
         # `enabled` is never None, so the innermost frame alone decides it: the hot path
         # reads this slot instead of merging.
         self.enabled = layer.enabled
+        # What decides this frame's variant: equal layers over one stack resolve alike, so
+        # a scope made anew per loop iteration finds its twin's warm entry in the hot path.
+        self.route = (below, layer)
         if layer.stance is not None:
             _require_governance(layer)
         self._effective: CompilePolicy | None = None
