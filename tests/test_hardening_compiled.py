@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import threading
 import warnings
+import weakref
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ import torch
 
 from compile_policy import (
     CompileFallbackWarning,
+    CompileSkippedWarning,
     compile_enabled,
     compile_stats,
     policy_compiled,
@@ -294,3 +297,45 @@ def test_a_new_scope_over_a_fallen_back_variant_takes_the_fast_path(
         with compile_enabled(backend=failing):
             assert torch.equal(fast(X), _plain(X))
     assert slow[0] == 0 and compile_stats(fast).fallback_calls == 12
+
+
+# -- 7. dropped objects: freed, and new objects over Dynamo's budget say so -------------------
+def _closure_over(module: torch.nn.Module) -> Any:
+    return lambda x: module(x) + 1
+
+
+@pytest.mark.parametrize("form", ["module", "bound-method", "closure"])
+def test_a_dropped_object_does_not_keep_what_it_wraps_alive(
+    counting: CountingBackend, form: str
+) -> None:
+    module = torch.nn.Linear(4, 4)
+    wrapped: Any = {
+        "module": module, "bound-method": module.forward, "closure": _closure_over(module)
+    }[form]
+    alive = weakref.ref(module)
+    fast = policy_compiled(wrapped, backend=counting)
+    fast(X)
+    assert compile_stats(fast).compiled_calls == 1
+    del fast, wrapped, module
+    gc.collect()
+    assert alive() is None
+
+
+def _population_member(x: torch.Tensor) -> torch.Tensor:
+    return torch.cos(x) + 2
+
+
+def test_new_objects_past_dynamos_budget_warn_that_they_run_no_graph(
+    counting: CountingBackend,
+) -> None:
+    with torch._dynamo.config.patch(accumulated_recompile_limit=2):
+        for _ in range(2):  # each a new agent, dropped after use
+            agent = policy_compiled(_population_member, backend=counting)
+            agent(X)
+            assert compile_stats(agent).compiled_calls == 1
+            del agent
+            gc.collect()
+        agent = policy_compiled(_population_member, backend=counting)
+        with pytest.warns(CompileSkippedWarning, match="another object"):
+            assert torch.equal(agent(X), _population_member(X))
+        assert compile_stats(agent).skipped_calls == 1

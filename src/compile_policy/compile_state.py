@@ -7,13 +7,13 @@ every rarer path (first calls, new scopes, cold variants, failures) is a method 
 
 from __future__ import annotations
 
-import functools
 import itertools
 import os
 import sys
 import threading
 import types
 import warnings
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -101,6 +101,7 @@ class CompileState:
         shared = self.compile_args.get("isolate_recompiles") is False
         self.graph_runs = SHARED_GRAPH_RUNS if shared else GraphRuns()
         self.warned_skipped = False
+        self.code = _code_of(target)  # what Dynamo keeps this object's cache entries on
 
     def slow_call(self, top: _Frame | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Calls the hot path has no table entry for: first calls, new scopes, cold variants,
@@ -146,7 +147,9 @@ class CompileState:
         else:
             if runs[0] != before:
                 next(self.compiled_calls)
-                variant.ran_graphs = True
+                if not variant.ran_graphs:
+                    variant.ran_graphs = True
+                    _RAN_GRAPHS.add(self.code)
                 if not self.all_warm:
                     # Not `if not variant.warm`: an interrupt (KeyboardInterrupt) between
                     # two of these steps must be repaired by the next call, not leave the
@@ -182,8 +185,15 @@ class CompileState:
         if not self.all_warm:
             self.mark_warm(variant)  # nothing is being compiled: no race to guard
         # A policy stance such as eager_on_recompile asks for eager runs: nothing to warn of.
-        if variant.ran_graphs and not self.warned_skipped and frame.effective.stance is None:
-            self.warn_skipped(variant)
+        if self.warned_skipped or frame.effective.stance is not None:
+            return
+        if variant.ran_graphs:
+            self.warn_skipped(variant, "after it had run compiled before")
+        elif self.code in _RAN_GRAPHS:
+            # Graphs were expected: the same code ran graphs for another object. Dynamo's
+            # budget (accumulated_recompile_limit) is per code object and counts the entries
+            # of dropped objects too, so a new object may never get a compile of its own.
+            self.warn_skipped(variant, "although the same code ran compiled for another object")
 
     def remember(self, top: _Frame | None, variant: _Variant) -> None:
         """Let the hot path call ``variant`` for this stack top from now on."""
@@ -219,7 +229,7 @@ class CompileState:
                     self.target,
                     key,
                     options,
-                    functools.partial(self.graph_compiled, key),
+                    _weak_graph_compiled(self, key),
                     self.graph_runs,
                     self.compile_args,
                 )
@@ -339,12 +349,12 @@ class CompileState:
             stacklevel=_outside_this_module(),
         )
 
-    def warn_skipped(self, variant: _Variant) -> None:
+    def warn_skipped(self, variant: _Variant, why: str) -> None:
         self.warned_skipped = True
         message = (
             f"{self.name()}: the policy says compile ({variant.key.describe()}), but Dynamo "
-            "ran this call without compiled code after it had run compiled before "
-            "(recompile limit hit? see TORCH_LOGS=recompiles)"
+            f"ran this call without compiled code {why} (recompile limit hit? see "
+            "TORCH_LOGS=recompiles and torch._dynamo.config.accumulated_recompile_limit)"
         )
         logger.warning(message)
         compile_events.emit(
@@ -375,6 +385,29 @@ class CompileState:
     def name(self) -> str:
         return f"policy_compiled({_name_of(self.target)})"
 
+
+
+def _weak_graph_compiled(state: CompileState, key: CompileOptions) -> Callable[[float, bool], None]:
+    """``state.graph_compiled`` for ``key``, holding ``state`` weakly: Dynamo keeps a
+    backend (and so this callback) alive in its caches after the object is dropped, and
+    a strong reference would keep the state and the wrapped function or module with it."""
+    ref = weakref.ref(state)
+
+    def graph_compiled(seconds: float, ok: bool) -> None:
+        alive = ref()
+        if alive is not None:
+            alive.graph_compiled(key, seconds, ok)
+
+    return graph_compiled
+
+
+#: Code objects whose compiled forms have run graphs (for any object), held weakly.
+_RAN_GRAPHS: weakref.WeakSet[object] = weakref.WeakSet()
+
+
+def _code_of(target: object) -> object:
+    function = getattr(target, "__func__", target)
+    return getattr(function, "__code__", None) or type(target)
 
 
 def _name_of(target: object) -> str:
