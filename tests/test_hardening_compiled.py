@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import sys
 import threading
 import warnings
 import weakref
@@ -339,3 +340,42 @@ def test_new_objects_past_dynamos_budget_warn_that_they_run_no_graph(
         with pytest.warns(CompileSkippedWarning, match="another object"):
             assert torch.equal(agent(X), _population_member(X))
         assert compile_stats(agent).skipped_calls == 1
+
+
+# -- 15. many threads, heavy preemption: never a wrong result or an exception of ours ---------
+def test_threads_under_heavy_preemption_get_right_results_and_no_errors(
+    counting: CountingBackend,
+) -> None:
+    def own_code(x: torch.Tensor) -> torch.Tensor:  # a budget of its own, not _plain's
+        return torch.sin(x) * 2 + 1
+
+    objects = [policy_compiled(own_code, backend=counting) for _ in range(2)]
+    want, wrong = own_code(X), [0]
+    errors: list[BaseException] = []
+    option_sets: list[dict[str, Any]] = [{}, {"fullgraph": True}]
+
+    def work(i: int) -> None:
+        try:
+            for n in range(40):
+                with compile_enabled(**option_sets[(i + n) % 2]):
+                    if not torch.equal(objects[(i + n) % 2](X), want):
+                        wrong[0] += 1
+        except BaseException as exc:  # any exception is the failure
+            errors.append(exc)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    # Extra compiles of Dynamo's (docs/threads-and-asyncio.md) may spend a recompile budget:
+    # then calls run without compiled code and say so. Never an error, never a wrong result.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CompileSkippedWarning)
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        sys.setswitchinterval(old)
+    assert errors == [] and wrong[0] == 0
+    stats = [compile_stats(o) for o in objects]
+    assert sum(s.compiled_calls + s.skipped_calls for s in stats) == 160
+    assert all(s.eager_calls == s.fallback_calls == 0 and s.failures == () for s in stats)
