@@ -40,3 +40,17 @@ def test_every_public_name_resolves_and_is_listed_by_dir() -> None:
 def test_an_unknown_name_is_an_attribute_error_naming_it() -> None:
     with pytest.raises(AttributeError, match="'policy_compile'"):
         compile_policy.policy_compile  # type: ignore[attr-defined]  # noqa: B018
+
+
+def test_the_policy_grammar_loads_only_when_there_is_text_to_parse() -> None:
+    # Every pytest run reads the process default; without COMPILE_POLICY it parses nothing.
+    code = (
+        "import sys; import compile_policy; compile_policy.current_policy(); "
+        "compile_policy.explain(); print('compile_policy.policy_text' in sys.modules)"
+    )
+    result = run_fresh([sys.executable, "-c", code])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+    result = run_fresh([sys.executable, "-c", code], env={"COMPILE_POLICY": "max-autotune"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True"

@@ -359,12 +359,12 @@ def _default_frame() -> _Frame:
 
     ``functools.cache`` does not cache an exception, so a bad value raises on every use.
     """
-    from .policy_text import parse_policy
-
     policy = CompilePolicy()
     sources = []
     raw = os.environ.get(ENV_VAR)
     if raw is not None:
+        from .policy_text import parse_policy  # the grammar loads only when there is text
+
         policy = parse_policy(raw, source=f"environment variable {ENV_VAR}=")
         sources.append(f"{ENV_VAR}={raw!r}")
     raw_torch = os.environ.get(TORCH_ENV_VAR)
