@@ -14,7 +14,7 @@ import time
 import warnings
 from collections.abc import Callable
 
-from . import cases, governance, imports
+from . import cases, governance, imports, module_calls
 from .claims import CLAIMS
 from .table import Row, render
 
@@ -26,6 +26,7 @@ CASES: list[Callable[[bool], list[Row]]] = [
     cases.toggling,
     imports.import_cost,
     cases.train_step,
+    module_calls.module_cost,
     governance.governance_cost,
 ]
 

@@ -63,6 +63,11 @@ DISABLED_VS_FORCE_EAGER = claim(
     "<=", 0.60, "x")
 EAGER_PATH = claim("eager-path call vs the plain function", "<=", 1.08, "x")
 TRAIN_STEP = claim("MLP train step through `policy_compiled` vs `torch.compile` directly", "<=", 1.02, "x")
+MODULE_COMPILED = claim("MLP forward through the module wrapper vs `torch.compile(module)`, compiled",
+                        "<=", 1.03, "x")
+MODULE_EAGER = claim("MLP forward through the module wrapper, disabled, vs the plain module", "<=", 1.05, "x")
+MODULE_IN_PLACE = claim("MLP forward, `policy_compiled(module, inplace=True)` vs `module.compile()`",
+                        "<=", 1.03, "x")
 TOGGLING = claim("compilations per options key, toggling the policy 1,000 times", "==", 1)
 IMPORT_TORCH = claim("torch modules loaded by `import compile_policy`", "==", 0)
 IMPORT_TIME = claim("`import compile_policy` in a fresh interpreter", "<=", 25, "ms")
