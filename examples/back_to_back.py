@@ -38,6 +38,7 @@ from compile_policy import (  # noqa: E402
     CompileFallbackWarning,
     CompilePolicy,
     PolicyCompiled,
+    PolicyCompiledModule,
     compile_disabled,
     compile_enabled,
     current_policy,
@@ -57,6 +58,7 @@ class Trainer:
 
     name: str
     step: PolicyCompiled[Any] | None = None
+    network: PolicyCompiledModule[Any] | None = None  # a policy-compiled module, if any
     policy: CompilePolicy | None = None
     times: dict[str, float] = field(default_factory=dict)
     result: str = ""
@@ -108,7 +110,10 @@ def train_ppo(
     envs, steps, epochs, minibatches = 32, 128, 4, 4
     gamma, lam, clip, lr = 0.99, 0.95, 0.2, 2.5e-3
     env = CartPole(envs, seed=seed)
-    model = ActorCritic()
+    # The module form: still an nn.Module (its optimizer, its state_dict() keys are the plain
+    # ActorCritic's); the rollout's forward calls run compiled, and inside the compiled update
+    # step below the call is inlined into that step's graph.
+    model = policy_compiled(ActorCritic(), backend="inductor", dynamic=False)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, eps=1e-5)
     batch = envs * steps
     minibatch = batch // minibatches
@@ -133,6 +138,7 @@ def train_ppo(
         return loss.detach()
 
     trainer.step = ppo_update
+    trainer.network = model
     trainer.policy = current_policy()
     obs = env.state.clone()
     recent: list[float] = []
@@ -319,6 +325,10 @@ def main(argv: list[str] | None = None) -> int:
         timing += f" / {trainer.times['eager']:.2f}"
         print(f"{trainer.name:<10} {shown[:44]:<44} {stats.compiled_calls:>8} {stats.eager_calls:>6} "
               f"{stats.fallback_calls:>8} {timing:>23}  {trainer.result}")
+    network = ppo.network.stats()  # type: ignore[union-attr]
+    print(f"ppo network (module form): {network.compiled_calls} compiled calls, "
+          f"{network.eager_calls} eager, {len(ppo.network.state_dict())} state_dict keys "  # type: ignore[union-attr]
+          f"as the plain ActorCritic's ({next(iter(ppo.network.state_dict()))!r}, ...)")  # type: ignore[union-attr]
     print(f"policy leaked: {'YES' if leaked else 'no'} (main thread: {current_policy()!r}; "
           f"process default: {default!r})")
     print()
