@@ -23,7 +23,13 @@ __all__ = [
 class PolicyError(ValueError):
     """Invalid compile-policy input: a field value, an environment variable, a backend name.
 
-    The message always names the bad value and the allowed ones.
+    The message always names the bad value and the allowed ones. A ``ValueError``, so
+    code that validates its config with ``except ValueError`` catches it too.
+
+        >>> CompilePolicy.parse("max-autotun")
+        Traceback (most recent call last):
+        PolicyError: text 'max-autotun' is not a compile policy: 'max-autotun' is neither a switch
+        word nor a mode name; allowed: ...
     """
 
 
@@ -32,6 +38,13 @@ class ScopeError(RuntimeError):
 
     Raised when a ``with compile_disabled():`` block is exited in a different thread or
     asyncio task than the one that entered it, or out of order.
+
+        >>> outer, inner = compile_disabled(), compile_enabled()
+        >>> outer.__enter__(); inner.__enter__()
+        >>> outer.__exit__(None, None, None)   # inner is still active
+        Traceback (most recent call last):
+        ScopeError: compile_disabled() exited out of order: compile_enabled() at ... was entered
+        inside it and never exited ...
     """
 
 
@@ -43,25 +56,55 @@ class PartialCompileError(RuntimeError):
     graphs (an optimizer step, a BatchNorm statistics update) twice, so that one call
     raises this error instead; later calls of the object fall back to eager as usual.
     The compiler's exception is the ``__cause__``.
+
+        >>> try:
+        ...     step(batch)          # graph 1 ran (an optimizer step), graph 2 failed
+        ... except PartialCompileError as error:
+        ...     print(error.__cause__)  # the compiler's exception
     """
 
 
 class CompileFallbackWarning(UserWarning):
-    """A compile failed and the object now runs eagerly for that set of compile options."""
+    """A compile failed and the object now runs eagerly for that set of compile options.
+
+    Emitted once per object and options key; the failure is also in ``stats().failures``.
+    Make any silent fallback fail a run:
+
+        >>> import warnings
+        >>> warnings.simplefilter("error", CompileFallbackWarning)
+    """
 
 
 class CompileSkippedWarning(CompileFallbackWarning):
     """The policy says compile, but Dynamo stopped running compiled code for the object.
 
     Typically the recompile limit was hit, or Dynamo skipped a frame it could not handle.
-    A subclass of :class:`CompileFallbackWarning`, so one filter covers both.
+    A subclass of :class:`CompileFallbackWarning`, so one filter covers both. The calls
+    still run (eagerly, as Dynamo ran them) and are counted in ``stats().skipped_calls``.
+
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     step(x)
+        >>> [w.category.__name__ for w in caught]  # doctest: +SKIP
+        ['CompileSkippedWarning']
     """
 
 
 class PolicyLeakWarning(UserWarning):
-    """A test left a policy scope active (``--compile-policy-leaks=warn``)."""
+    """A test left a policy scope active (``--compile-policy-leaks=warn``).
+
+    With the default ``--compile-policy-leaks=error`` the leak is a teardown error instead;
+    either way the next test starts from the run's baseline.
+
+        $ pytest --compile-policy-leaks=warn -W error::compile_policy.PolicyLeakWarning
+    """
 
 
 class TorchInternalsError(RuntimeError):
     """The installed torch lacks an internal that :func:`compile_policy.govern_torch_compile`
-    relies on. The message names the torch version and what differs; nothing was changed."""
+    relies on. The message names the torch version and what differs; nothing was changed.
+
+        >>> try:
+        ...     govern_torch_compile()
+        ... except TorchInternalsError as error:  # a torch this version was not checked on
+        ...     print(error)                        # e.g. "torch 2.14.0: ... is missing"
+    """

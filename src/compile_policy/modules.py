@@ -117,11 +117,18 @@ class PolicyCompiledModule(nn.Module, Generic[M]):
 
     # -- calls ------------------------------------------------------------------------------
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        """The policy-obeying call, as ``OptimizedModule.forward`` is the compiled call."""
+        """The policy-obeying call, as ``OptimizedModule.forward`` is the compiled call.
+
+            >>> model.forward(x)  # the same as model(x): compiled unless a scope says not
+        """
         return self._compiled_call_impl(*args, **kwargs)  # type: ignore[misc]
 
     def stats(self) -> Any:
-        """A snapshot of this object's counters (:class:`CompileStats`)."""
+        """A snapshot of this object's counters (:class:`CompileStats`).
+
+            >>> model(x); model.stats().compiled_calls
+            1
+        """
         return self._policy_state.stats()
 
     @property
@@ -131,6 +138,7 @@ class PolicyCompiledModule(nn.Module, Generic[M]):
     # -- the module's attributes ------------------------------------------------------------
     @property
     def training(self) -> bool:
+        """The wrapped module's flag: ``model.eval()`` and ``model.training = False`` set it."""
         return self._orig_mod.training
 
     @training.setter
@@ -178,13 +186,21 @@ class PolicyCompiledModule(nn.Module, Generic[M]):
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self, *args: Any, **kwargs: Any) -> Any:
-        """The wrapped module's ``state_dict()`` (its overrides and hooks), no prefix."""
+        """The wrapped module's ``state_dict()`` (its overrides and hooks), no prefix.
+
+            >>> list(policy_compiled(nn.Linear(4, 4)).state_dict())
+            ['weight', 'bias']
+        """
         return self._orig_mod.state_dict(*args, **kwargs)
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True,
                         assign: bool = False) -> Any:
         """The wrapped module's ``load_state_dict()``; also takes a ``torch.compile(module)``
-        checkpoint, whose keys start with ``_orig_mod.``."""
+        checkpoint, whose keys start with ``_orig_mod.``.
+
+            >>> model.load_state_dict(torch.compile(MLP()).state_dict())  # strict: no key missed
+            <All keys matched successfully>
+        """
         if "_orig_mod" not in self._modules and any(k.startswith(_PREFIX) for k in state_dict):
             state_dict = _strip_prefix(state_dict)
         return self._orig_mod.load_state_dict(state_dict, strict, assign)

@@ -122,7 +122,11 @@ class CompilePolicy:
             )
 
     def merged_over(self, outer: CompilePolicy) -> CompilePolicy:
-        """This policy's fields, with the ones it leaves ``None`` taken from ``outer``."""
+        """This policy's fields, with the ones it leaves ``None`` taken from ``outer``.
+
+            >>> CompilePolicy(enabled=False).merged_over(CompilePolicy(enabled=True, backend="eager"))
+            CompilePolicy(enabled=False, backend='eager')
+        """
         return CompilePolicy(
             *[
                 mine if mine is not None else getattr(outer, name)
@@ -131,7 +135,11 @@ class CompilePolicy:
         )
 
     def set_fields(self) -> dict[str, object]:
-        """The fields this policy sets (``enabled`` always; the others when not ``None``)."""
+        """The fields this policy sets (``enabled`` always; the others when not ``None``).
+
+            >>> CompilePolicy.parse("on,backend=eager").set_fields()
+            {'enabled': True, 'backend': 'eager'}
+        """
         return {
             name: value
             for name, value in zip(FIELD_NAMES, self._values(), strict=True)

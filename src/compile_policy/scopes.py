@@ -198,7 +198,11 @@ class PolicyScope:
 
     @property
     def policy(self) -> CompilePolicy:
-        """The fields this scope sets (``None`` fields are inherited)."""
+        """The fields this scope sets (``None`` fields are inherited).
+
+            >>> compile_enabled(backend="eager").policy
+            CompilePolicy(enabled=True, backend='eager')
+        """
         return self._layer
 
     # Enter and exit are the hot path of every `with`: kept inline, no frame allocated.

@@ -19,7 +19,12 @@ __all__ = ["CompileFailure", "CompileStats"]
 
 @dataclass(frozen=True)
 class CompileFailure:
-    """One compile failure of one object: the options key it happened for, and why."""
+    """One compile failure of one object: the options key it happened for, and why.
+
+        >>> [failure] = step.stats().failures
+        >>> failure.key.describe(), type(failure.exception).__name__, failure.fell_back
+        ("backend='inductor', mode=None, ...", 'BackendCompilerFailed', True)
+    """
 
     key: CompileOptions
     exception: BaseException

@@ -19,7 +19,16 @@ __all__ = ["CompileOptions", "GraphRuns", "build_variant", "compiler_errors", "u
 
 
 class CompileOptions(NamedTuple):
-    """The merged ``torch.compile`` arguments of one variant: the key of its cache."""
+    """The merged ``torch.compile`` arguments of one variant: the key of its cache.
+
+    One per distinct set of arguments an object was called under; ``stats().variants``
+    lists them, and each compiles at most once.
+
+        >>> with compile_enabled(mode="max-autotune"):
+        ...     step(x)
+        >>> [key.mode for key in step.stats().variants]
+        [None, 'max-autotune']
+    """
 
     backend: str | Callable[..., Any]
     mode: str | None
@@ -28,6 +37,7 @@ class CompileOptions(NamedTuple):
     options: object  # the options mapping made hashable (see policy.freeze)
 
     def describe(self) -> str:
+        """The arguments as the warnings and reports print them: ``backend='eager', mode=None, ...``."""
         backend = self.backend if isinstance(self.backend, str) else _name_of(self.backend)
         return (
             f"backend={backend!r}, mode={self.mode!r}, fullgraph={self.fullgraph!r}, "
