@@ -104,3 +104,16 @@ def test_readme_claims_table_lists_exactly_the_claims_make_bench_checks() -> Non
     table = claims_table((ROOT / "README.md").read_text())
     assert table, "README.md has no table headed | claim | target |"
     assert table == [(claim.name, claim.target) for claim in CLAIMS]
+
+
+def test_every_public_name_has_a_docstring_with_an_example() -> None:
+    import inspect
+
+    import compile_policy
+
+    missing = [
+        name for name in compile_policy.__all__
+        if not any(marker in (inspect.getdoc(getattr(compile_policy, name)) or "")
+                   for marker in (">>> ", "$ "))
+    ]
+    assert not missing, f"public names without an example in their docstring: {missing}"

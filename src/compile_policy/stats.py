@@ -47,6 +47,12 @@ class CompileStats:
       Dynamo's tracing before the backend runs is not included.
     - ``variant_compile_seconds``: the same, per options key (one entry per variant).
     - ``variants``: the options keys built so far; ``failures``: what failed, per key.
+
+        >>> step(x)
+        >>> with compile_disabled():
+        ...     step(x)
+        >>> s = step.stats(); s.compiled_calls, s.eager_calls, s.graphs_compiled
+        (1, 1, 1)
     """
 
     compiled_calls: int
