@@ -342,6 +342,37 @@ def test_new_objects_past_dynamos_budget_warn_that_they_run_no_graph(
         assert compile_stats(agent).skipped_calls == 1
 
 
+def _shared_member(x: torch.Tensor) -> torch.Tensor:
+    return torch.cos(x) * 3
+
+
+def test_a_population_sharing_dynamos_cache_never_runs_out_of_budget(
+    counting: CountingBackend,
+) -> None:
+    # torch 2.13 counts each compile of a code object for good (FRAME_COMPILE_COUNTER, capped by
+    # accumulated_recompile_limit): dropped objects' compiles too. Sharing: one compile for all.
+    with torch._dynamo.config.patch(accumulated_recompile_limit=2):
+        for _ in range(5):
+            agent = policy_compiled(_shared_member, backend=counting, isolate_recompiles=False)
+            assert torch.equal(agent(X), _shared_member(X))
+            assert compile_stats(agent).compiled_calls == 1
+            del agent
+            gc.collect()
+    assert counting.compiles == 1
+
+
+def test_the_skipped_warning_names_the_shared_cache_as_the_remedy(
+    counting: CountingBackend,
+) -> None:
+    def member(x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(x) - 2
+
+    with torch._dynamo.config.patch(accumulated_recompile_limit=1):
+        policy_compiled(member, backend=counting)(X)
+        with pytest.warns(CompileSkippedWarning, match="isolate_recompiles=False"):
+            policy_compiled(member, backend=counting)(X)
+
+
 # -- 15. many threads, heavy preemption: never a wrong result or an exception of ours ---------
 def test_threads_under_heavy_preemption_get_right_results_and_no_errors(
     counting: CountingBackend,

@@ -356,6 +356,11 @@ class CompileState:
             f"ran this call without compiled code {why} (recompile limit hit? see "
             "TORCH_LOGS=recompiles and torch._dynamo.config.accumulated_recompile_limit)"
         )
+        if self.graph_runs is not SHARED_GRAPH_RUNS and "another object" in why:
+            # torch 2.13 counts every compile of a code object, for good (dropped objects'
+            # too, freed cache entries too); objects made anew can share one compile instead.
+            message += ("; objects of the same code made anew (a population) can share one "
+                        "compile with isolate_recompiles=False")
         logger.warning(message)
         compile_events.emit(
             "skipped", self.name(), variant.key.describe(),
