@@ -157,10 +157,10 @@ def test_fallen_back_and_compiling_keys_alternate_with_exact_counters(
 def default_off(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The process default as with COMPILE_POLICY=off (read again, and again after)."""
     monkeypatch.setenv("COMPILE_POLICY", "off")
-    compile_policy.policy.default_frame.cache_clear()  # type: ignore[attr-defined]
+    compile_policy.policy.reread_default()
     yield
     monkeypatch.undo()
-    compile_policy.policy.default_frame.cache_clear()  # type: ignore[attr-defined]
+    compile_policy.policy.reread_default()
 
 
 @pytest.mark.usefixtures("default_off")

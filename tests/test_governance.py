@@ -9,6 +9,7 @@ that only tests use) unless the whole run was started governed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import textwrap
 import threading
@@ -278,7 +279,7 @@ def test_with_the_default_off_plain_torch_compile_runs_eagerly_until_a_scope_ena
     governed: None, counting: CountingBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("COMPILE_POLICY", "off")
-    compile_policy.policy.default_frame.cache_clear()  # type: ignore[attr-defined]
+    compile_policy.policy.reread_default()
     try:
         fn = torch.compile(lambda t: t * 5, backend=counting)
         fn(ones(2))
@@ -288,14 +289,14 @@ def test_with_the_default_off_plain_torch_compile_runs_eagerly_until_a_scope_ena
         assert (counting.compiles, counting.runs) == (1, 1)
     finally:
         monkeypatch.undo()
-        compile_policy.policy.default_frame.cache_clear()  # type: ignore[attr-defined]
+        compile_policy.policy.reread_default()
 
 
 def test_a_stance_in_the_process_default_applies_where_no_scope_sets_one(
     governed: None, counting: CountingBackend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("COMPILE_POLICY", "on,stance=fail_on_recompile")
-    compile_policy.policy.default_frame.cache_clear()  # type: ignore[attr-defined]
+    compile_policy.policy.reread_default()
     try:
         fn = torch.compile(lambda t: t * 6, backend=counting)
         with pytest.raises(RuntimeError, match=RECOMPILE_REFUSED):
@@ -305,7 +306,7 @@ def test_a_stance_in_the_process_default_applies_where_no_scope_sets_one(
         assert counting.compiles == 1
     finally:
         monkeypatch.undo()
-        compile_policy.policy.default_frame.cache_clear()  # type: ignore[attr-defined]
+        compile_policy.policy.reread_default()
 
 
 def test_policy_compiled_objects_behave_as_before(governed: None, counting: CountingBackend) -> None:
@@ -352,6 +353,42 @@ def test_set_stance_in_all_its_forms_stays_process_wide_outside_our_scopes(
     with torch.compiler.set_stance("eager_on_recompile"):
         fn(ones(7))  # a new shape runs eagerly: no compile
     assert (counting.compiles, counting.runs) == (1, 3)
+
+
+@pytest.mark.parametrize("where", ["no scope", "compile_enabled()"])
+def test_a_context_that_followed_torch_follows_a_later_set_stance(
+    governed: None, counting: CountingBackend, where: str
+) -> None:
+    # Governance remembers the last stack top that follows torch's default stance (one
+    # identity test per call); set_stance must make it look again.
+    fn = torch.compile(lambda t: t - 3, backend=counting)
+    with compile_enabled() if where != "no scope" else contextlib.nullcontext():
+        fn(ones(2))
+        fn(ones(2))  # remembered
+        with torch.compiler.set_stance("eager_on_recompile"):
+            fn(ones(9))  # a new shape: eager, no compile
+        with torch.compiler.set_stance("force_eager"):
+            fn(ones(2))
+        fn(ones(2))
+    assert (counting.compiles, counting.runs) == (1, 3)
+
+
+def test_rereading_the_process_default_forgets_what_no_scope_followed(
+    governed: None, counting: CountingBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fn = torch.compile(lambda t: t * 9, backend=counting)
+    fn(ones(2))  # no scope, default on: remembered
+    monkeypatch.setenv("COMPILE_POLICY", "off")
+    compile_policy.policy.reread_default()
+    try:
+        fn(ones(2))
+        fn(ones(5))
+        assert (counting.compiles, counting.runs) == (1, 1)
+    finally:
+        monkeypatch.undo()
+        compile_policy.policy.reread_default()
+    fn(ones(2))
+    assert (counting.compiles, counting.runs) == (1, 2)
 
 
 def test_torch_dynamo_reset_keeps_governance(governed: None, counting: CountingBackend) -> None:

@@ -221,7 +221,7 @@ def test_torch_compile_disable_disables_exactly_when_torch_does(
         decisions = {}
         for value in values:
             monkeypatch.setenv("TORCH_COMPILE_DISABLE", value)
-            policy._default_frame.cache_clear()
+            policy.reread_default()
             ours = policy.default_frame().enabled  # never a PolicyError: torch has none
             assert ours is not _torch_disables({"TORCH_COMPILE_DISABLE": value}), value
             assert f"TORCH_COMPILE_DISABLE={value!r}" in policy.default_frame().describe()
@@ -231,7 +231,7 @@ def test_torch_compile_disable_disables_exactly_when_torch_does(
         assert _torch_disables({}) is False
     finally:
         monkeypatch.undo()
-        policy._default_frame.cache_clear()  # this process's own environment again
+        policy.reread_default()  # this process's own environment again
 
 
 def test_torch_compile_disable_in_a_fresh_process_matches_torch() -> None:

@@ -298,7 +298,7 @@ results = [probe()]  # the first read of the environment, in a fresh process
 for case in json.loads(sys.argv[1]):  # later cases: a new environment, read anew
     os.environ.pop("TORCH_COMPILE_DISABLE", None)
     os.environ.update(case)
-    policy._default_frame.cache_clear()
+    policy.reread_default()
     results.append(probe())
 print(json.dumps(results, default=repr))
 """

@@ -392,6 +392,18 @@ def _default_frame() -> _Frame:
     return frame
 
 
+def reread_default() -> None:
+    """Read the process default from the environment again on its next use (tests).
+
+    Governance remembers which stack top follows torch's default, the process default's
+    too (:mod:`compile_policy.governance`), so it is told to forget.
+    """
+    from .governance import forget_stack_tops
+
+    _default_frame.cache_clear()
+    forget_stack_tops()
+
+
 # The one piece of state: the innermost frame of the calling thread/task's stack.
 _STACK: ContextVar[_Frame | None] = ContextVar("compile_policy_stack", default=None)
 
