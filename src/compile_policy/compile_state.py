@@ -15,12 +15,15 @@ import types
 import warnings
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import compile_events
 from .errors import CompileFallbackWarning, CompileSkippedWarning, PartialCompileError
 from .log import logger
-from .policy import CompilePolicy, Fallback, _Frame, default_frame, freeze
+from .policy import CompilePolicy, _Frame, default_frame, freeze
+
+if TYPE_CHECKING:
+    from .policy import Fallback
 from .stats import CompileFailure, CompileStats, counter_value
 from .variants import (
     SHARED_GRAPH_RUNS,

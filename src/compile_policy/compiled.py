@@ -36,7 +36,7 @@ from .compile_state import CompileState
 from .errors import PolicyError
 from .hot_path import make_hot_path
 from .methods import PerInstance, in_class_body, stacked_descriptor
-from .policy import CompilePolicy, Fallback
+from .policy import CompilePolicy
 from .stats import CompileFailure, CompileStats
 from .wrappable import check_wrappable
 
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from .modules import PolicyCompiledModule
+    from .policy import Fallback
 
 __all__ = ["CompileFailure", "CompileStats", "PolicyCompiled", "make_compiled", "policy_compiled"]
 

@@ -20,7 +20,13 @@ user's, never something torch could change in the policy.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+
+# typing.TYPE_CHECKING without importing typing (see __init__.py)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    _Frozen = tuple[Any, ...]
 
 __all__ = ["FrozenOptions"]
 
@@ -28,7 +34,6 @@ __all__ = ["FrozenOptions"]
 # ("object", value) for any other object, used as is and compared by identity (it cannot be
 # copied safely, and its repr says nothing about equality); and ("list"|"tuple"|"set"|
 # "frozenset"|"dict", items) or ("namedtuple", type, items) for containers, frozen item by item.
-_Frozen = tuple[Any, ...]
 
 
 def _freeze(value: object) -> _Frozen:
@@ -101,7 +106,7 @@ def _key(frozen: _Frozen) -> object:
     return (tag, tuple(_key(v) for v in frozen[1]))
 
 
-class FrozenOptions(Mapping[str, Any]):
+class FrozenOptions(Mapping[str, "Any"]):
     """A read-only, deep-frozen copy of a ``torch.compile`` options mapping.
 
     Equal (and hashing equal) to another exactly when every value is equal with its type;

@@ -23,10 +23,16 @@ import types
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, fields
-from typing import Any, Literal
 
 from .errors import PolicyError, ScopeError
 from .option_values import FrozenOptions
+
+# typing.TYPE_CHECKING without importing typing (see __init__.py)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Literal
+
+    Fallback = Literal["eager", "raise"]  # FALLBACKS, as a type
 
 __all__ = ["CompilePolicy", "current_policy", "explain"]
 
@@ -47,8 +53,6 @@ TORCH_ENV_VAR = "TORCH_COMPILE_DISABLE"
 #: torch 2.13 reads it once, at import: ``os.environ.get("TORCH_COMPILE_DISABLE", "0") ==
 #: "1"`` (torch/_dynamo/config.py); any other value, "true" included, compiles.
 TORCH_DISABLES = "1"
-
-Fallback = Literal["eager", "raise"]
 
 
 def _check_optional_bool(name: str, value: object) -> None:

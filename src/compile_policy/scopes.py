@@ -19,7 +19,6 @@ import inspect
 from collections import deque
 from collections.abc import Callable
 from sys import _getframe
-from typing import Any, TypeVar, overload
 
 from . import policy as _policy
 from .errors import PolicyError
@@ -33,10 +32,16 @@ from .policy import (
     set_top,
 )
 
+# typing.TYPE_CHECKING without importing typing (see __init__.py)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, TypeVar, overload
+
+    F = TypeVar("F", bound=Callable[..., Any])
+    H = TypeVar("H")
+
 __all__ = ["PolicyScope", "bind_policy", "compile_disabled", "compile_enabled", "use_policy"]
 
-F = TypeVar("F", bound=Callable[..., Any])
-H = TypeVar("H")
 
 
 def _wrap(
@@ -257,10 +262,14 @@ _ENABLED = PolicyScope(CompilePolicy(enabled=True), "compile_enabled()")
 _SETTABLE = tuple(name for name in FIELD_NAMES if name != "enabled")
 
 
-@overload
-def compile_disabled(func: F, /) -> F: ...
-@overload
-def compile_disabled() -> PolicyScope: ...
+if TYPE_CHECKING:  # the two ways to call it, for type checkers
+
+    @overload
+    def compile_disabled(func: F, /) -> F: ...
+    @overload
+    def compile_disabled() -> PolicyScope: ...
+
+
 def compile_disabled(func: F | None = None, /) -> PolicyScope | F:
     """Run without compiling in the current thread or asyncio task, until an inner
     :func:`compile_enabled`. A context manager and a decorator (with or without ``()``).
@@ -273,10 +282,14 @@ def compile_disabled(func: F | None = None, /) -> PolicyScope | F:
     return _DISABLED._decorate(func, caller_location(1))
 
 
-@overload
-def compile_enabled(func: F, /) -> F: ...
-@overload
-def compile_enabled(**fields: Any) -> PolicyScope: ...
+if TYPE_CHECKING:
+
+    @overload
+    def compile_enabled(func: F, /) -> F: ...
+    @overload
+    def compile_enabled(**fields: Any) -> PolicyScope: ...
+
+
 def compile_enabled(func: F | None = None, /, **fields: Any) -> PolicyScope | F:
     """Compile in the current thread or asyncio task, optionally overriding compile arguments.
 
