@@ -18,7 +18,6 @@ import dataclasses
 import functools
 import os
 import sys
-import threading
 import types
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
@@ -461,7 +460,7 @@ def pop(owner: object, error: BaseException | None = None) -> None:
     problem = None
     if frame is None:
         problem = (
-            f"{owner} is being exited in thread {threading.current_thread().name!r} "
+            f"{owner} is being exited in thread {_thread_name()!r} "
             "(or asyncio task) that did not enter it: a policy scope must be exited in the "
             "same thread or asyncio task that entered it. To carry a policy into another "
             "thread, wrap the callable with bind_policy()."
@@ -472,7 +471,7 @@ def pop(owner: object, error: BaseException | None = None) -> None:
         except (ValueError, RuntimeError, TypeError):
             problem = (
                 f"{owner} is being exited in a thread, asyncio task or context copy that "
-                f"did not enter it (thread {threading.current_thread().name!r}): it was "
+                f"did not enter it (thread {_thread_name()!r}): it was "
                 "inherited from the context that did. A policy scope must be exited in the "
                 "same thread or asyncio task that entered it; this exit changed nothing."
             )
@@ -539,6 +538,12 @@ def _governance_note() -> str:
     if is_governed():
         return "; governs plain torch.compile code too (govern_torch_compile() is on)"
     return "; plain torch.compile code is not governed (govern_torch_compile() is off)"
+
+
+def _thread_name() -> str:
+    import threading  # for error messages only: about 1 ms of `import compile_policy`
+
+    return threading.current_thread().name
 
 
 def caller_location(depth: int) -> tuple[types.CodeType, int]:
