@@ -483,20 +483,9 @@ def test_entering_a_stance_scope_before_governance_says_to_call_it() -> None:
 
 
 # -- the pytest plugin and a fresh interpreter ---------------------------------------------
-STANCE_PROBE = """
-import pytest, torch
-import torch._dynamo.eval_frame as eval_frame
-
-@pytest.mark.compile_enabled(stance="fail_on_recompile")
-def test_marker_stance():
-    assert eval_frame._stance.stance == "fail_on_recompile"
-
-def test_baseline_off_runs_plain_torch_compile_eagerly():
-    assert eval_frame._stance.stance == "force_eager"
-"""
-
-
-BASELINE_STANCE_PROBE = """
+def stance_probe(baseline_stance: str) -> str:
+    """A test file: a marked test sees the marker's stance, an unmarked one the baseline's."""
+    return f"""
 import pytest, torch
 import torch._dynamo.eval_frame as eval_frame
 
@@ -505,13 +494,13 @@ def test_marker_stance():
     assert eval_frame._stance.stance == "fail_on_recompile"
 
 def test_baseline_stance():
-    assert eval_frame._stance.stance == "eager_on_recompile"
+    assert eval_frame._stance.stance == {baseline_stance!r}
 """
 
 
 def test_plugin_ini_governs_plain_torch_compile(pytester: pytest.Pytester) -> None:
     was_governed = governance.is_governed()
-    pytester.makepyfile(test_probe=BASELINE_STANCE_PROBE)
+    pytester.makepyfile(test_probe=stance_probe("eager_on_recompile"))
     pytester.makeini(
         "[pytest]\ncompile_policy = on,stance=eager_on_recompile\ncompile_policy_govern_torch = true\n"
     )
@@ -523,7 +512,7 @@ def test_plugin_ini_governs_plain_torch_compile(pytester: pytest.Pytester) -> No
 
 
 def test_plugin_flag_governs_on_xdist_workers(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_probe=STANCE_PROBE)
+    pytester.makepyfile(test_probe=stance_probe("force_eager"))  # the baseline is off
     result = pytester.runpytest_subprocess("-n", "1", "--compile-policy=off", "--compile-policy-govern-torch")
     result.assert_outcomes(passed=2)
 

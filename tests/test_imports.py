@@ -30,6 +30,7 @@ def test_import_and_the_plugin_load_neither_torch_nor_logging_nor_the_compile_ma
     assert not {"torch", "logging", "typing", "threading"} & after_import
     assert "torch" not in after_plugin  # pytest itself imports logging
     assert not MACHINERY & after_plugin
+    assert "compile_policy.pytest_isolation" not in after_plugin  # only for its settings
     assert after_use >= MACHINERY and "torch" not in after_use
 
 

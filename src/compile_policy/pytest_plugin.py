@@ -20,7 +20,7 @@ It never imports torch, except for ``--compile-policy-reset=test|module``.
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -28,11 +28,13 @@ from . import policy as _policy
 from .errors import PolicyError, PolicyLeakWarning, TorchInternalsError
 from .policy import current_policy
 from .pytest_fixture import PolicyFixture, compile_policy
-from .pytest_isolation import DynamoReset, InductorCache
 from .pytest_leaks import PluginLabel, check_after_test, import_leak, import_leak_message
 from .pytest_modes import MARKERS, MODE_PARAM, marker_frame, parametrize_modes
 from .pytest_options import LEAKS, RESET, PluginSettings, add_options, resolve
 from .pytest_report import RunReport
+
+if TYPE_CHECKING:
+    from .pytest_isolation import DynamoReset, InductorCache
 
 __all__ = ["PolicyFixture", "compile_policy"]
 
@@ -50,14 +52,16 @@ class _RunState:
         self.report = RunReport()
         # An xdist controller runs no test: it neither imports torch nor takes a cache dir.
         runs_tests = self.is_worker or config.getoption("dist", "no") == "no"
-        self.reset = (
-            DynamoReset(str(settings.reset.value))
-            if settings.reset.value != "off" and runs_tests
-            else None
-        )
-        self.cache = (
-            InductorCache(config, runs_tests) if settings.cache.value == "per-worker" else None
-        )
+        self.reset: DynamoReset | None = None
+        self.cache: InductorCache | None = None
+        if settings.reset.value != "off" or settings.cache.value == "per-worker":
+            # Loaded only for these settings: the plugin loads in every pytest run.
+            from .pytest_isolation import DynamoReset, InductorCache
+
+            if settings.reset.value != "off" and runs_tests:
+                self.reset = DynamoReset(str(settings.reset.value))
+            if settings.cache.value == "per-worker":
+                self.cache = InductorCache(config, runs_tests)
 
 
 _STATE = pytest.StashKey[_RunState]()
