@@ -33,7 +33,8 @@ __all__ = ["FrozenOptions"]
 # A frozen value is a tagged tuple: ("atom", value) for a hashable value kept as it is;
 # ("object", value) for any other object, used as is and compared by identity (it cannot be
 # copied safely, and its repr says nothing about equality); and ("list"|"tuple"|"set"|
-# "frozenset"|"dict", items) or ("namedtuple", type, items) for containers, frozen item by item.
+# "frozenset"|"dict", items) or ("namedtuple", type, items) for containers, frozen item by item
+# (the type `_Frozen`, above).
 
 
 def _freeze(value: object) -> _Frozen:

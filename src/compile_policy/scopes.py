@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 __all__ = ["PolicyScope", "bind_policy", "compile_disabled", "compile_enabled", "use_policy"]
 
 
-
 def _wrap(
     fn: F,
     enter: Callable[[], H],
