@@ -9,9 +9,7 @@ this table alone (``--quick``: checks that it runs, not the claims).
 from __future__ import annotations
 
 import gc
-import json
 import random
-import subprocess
 import sys
 import types
 import warnings
@@ -21,6 +19,7 @@ from typing import Any
 from . import claims
 from .cases import WORKERS, Row, _tiny
 from .timing import median, per_call_ns, ratio
+from .workers import pooled
 
 Samples = dict[str, list[float]]
 
@@ -127,7 +126,8 @@ def governance_samples(quick: bool) -> dict[str, Samples]:
 
 
 def governance_cost(quick: bool) -> list[Row]:
-    tables = _pooled(quick, 1 if quick else WORKERS)
+    # By name: run as `python -m benchmarks.governance`, this module is `__main__`.
+    tables = pooled("benchmarks.governance:governance_samples", quick, 1 if quick else WORKERS)
     compiled, eager, scopes = tables["compiled"], tables["eager"], tables["scope"]
     rows = [Row("governance: plain torch.compile(tiny), not governed",
                 median(compiled["ungoverned"]), "ns")]
@@ -154,29 +154,12 @@ def governance_cost(quick: bool) -> list[Row]:
     return rows
 
 
-def _pooled(quick: bool, workers: int) -> dict[str, Samples]:
-    """governance_samples in ``workers`` fresh interpreters, rounds concatenated."""
-    command = [sys.executable, "-m", "benchmarks.governance", "--worker"] + (["--quick"] if quick else [])
-    tables: dict[str, Samples] = {}
-    for _ in range(workers):
-        done = subprocess.run(command, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"benchmark worker governance failed:\n{done.stderr}")
-        for table, samples in json.loads(done.stdout).items():
-            for name, values in samples.items():
-                tables.setdefault(table, {}).setdefault(name, []).extend(values)
-    return tables
-
-
 CASES = [governance_cost]
 
 
 def main(argv: list[str]) -> None:
     warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
     quick = "--quick" in argv
-    if "--worker" in argv:
-        json.dump(governance_samples(quick), sys.stdout)
-        return
     from .table import render
 
     rows: list[Any] = [row for case in CASES for row in case(quick)]
