@@ -391,6 +391,41 @@ def test_rereading_the_process_default_forgets_what_no_scope_followed(
     assert (counting.compiles, counting.runs) == (1, 2)
 
 
+def test_a_reread_while_a_call_decides_is_not_remembered_as_the_old_default(
+    governed: None, counting: CountingBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another thread's reread_default() landing between a call's read of the process default
+    # and its store of "no scope follows torch", made deterministic: torch's stance name runs
+    # the reread when the call compares it with "default".
+    fn = torch.compile(lambda t: t + 11, backend=counting)
+    fn(ones(2))
+
+    class RereadOnCompare(str):
+        armed = False
+
+        def __eq__(self, other: object) -> bool:
+            if RereadOnCompare.armed:
+                RereadOnCompare.armed = False
+                monkeypatch.setenv("COMPILE_POLICY", "off")
+                compile_policy.policy.reread_default()
+            return str.__eq__(self, other)
+
+        __hash__ = str.__hash__
+
+    prior = eval_frame._set_stance(eval_frame.DynamoStance(RereadOnCompare("default")))
+    try:
+        RereadOnCompare.armed = True
+        fn(ones(2))  # decided with the old default; the reread lands before its store
+        runs = counting.runs
+        fn(ones(2))
+        fn(ones(5))
+        assert (counting.compiles, counting.runs) == (1, runs)  # the new default: off
+    finally:
+        eval_frame._set_stance(prior)
+        monkeypatch.undo()
+        compile_policy.policy.reread_default()
+
+
 def test_torch_dynamo_reset_keeps_governance(governed: None, counting: CountingBackend) -> None:
     fn = torch.compile(lambda t: t * 7, backend=counting)
     fn(ones(2))

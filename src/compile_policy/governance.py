@@ -192,7 +192,10 @@ def _replacements(internals: Internals, originals: dict[str, Any]) -> dict[str, 
         real = proxy.real
         if real.stance == "default" and real.backend is None and frame.effective.stance is None:
             with _REMEMBERING:
-                if proxy.real is real:
+                # Neither torch's stance nor the process default changed since they were read
+                # (a set_stance or reread_default in another thread forgets under this lock,
+                # or after the default was made anew).
+                if proxy.real is real and (top is not None or default_frame() is frame):
                     _FOLLOWS_TORCH = top
             return callback
         return torch_callback_from_stance(callback)

@@ -399,7 +399,8 @@ def reread_default() -> None:
     """Read the process default from the environment again on its next use (tests).
 
     Governance remembers which stack top follows torch's default, the process default's
-    too (:mod:`compile_policy.governance`), so it is told to forget.
+    too (:mod:`compile_policy.governance`), so it is told to forget: use this, not
+    ``default_frame.cache_clear()``.
     """
     from .governance import forget_stack_tops
 
