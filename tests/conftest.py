@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+import compile_policy.policy
 
 
 class CountingBackend:
@@ -60,6 +63,20 @@ def counting() -> CountingBackend:
 @pytest.fixture
 def failing() -> CountingBackend:
     return CountingBackend(fail=True)
+
+
+@pytest.fixture
+def process_default(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
+    """``set(text)``: COMPILE_POLICY=text, and the process default read again; after the
+    test, the environment as it was, read again."""
+
+    def set_default(text: str) -> None:
+        monkeypatch.setenv("COMPILE_POLICY", text)
+        compile_policy.policy.reread_default()
+
+    yield set_default
+    monkeypatch.undo()
+    compile_policy.policy.reread_default()
 
 
 pytest_plugins = ["pytester"]

@@ -6,7 +6,7 @@ import copy
 import pickle
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -154,13 +154,9 @@ def test_fallen_back_and_compiling_keys_alternate_with_exact_counters(
 
 
 @pytest.fixture
-def default_off(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def default_off(process_default: Callable[[str], None]) -> None:
     """The process default as with COMPILE_POLICY=off (read again, and again after)."""
-    monkeypatch.setenv("COMPILE_POLICY", "off")
-    compile_policy.policy.reread_default()
-    yield
-    monkeypatch.undo()
-    compile_policy.policy.reread_default()
+    process_default("off")
 
 
 @pytest.mark.usefixtures("default_off")

@@ -15,7 +15,7 @@ import textwrap
 import threading
 import types
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -276,37 +276,27 @@ def test_functions_compiled_before_the_install_are_governed_too(counting: Counti
 
 
 def test_with_the_default_off_plain_torch_compile_runs_eagerly_until_a_scope_enables(
-    governed: None, counting: CountingBackend, monkeypatch: pytest.MonkeyPatch
+    governed: None, counting: CountingBackend, process_default: Callable[[str], None]
 ) -> None:
-    monkeypatch.setenv("COMPILE_POLICY", "off")
-    compile_policy.policy.reread_default()
-    try:
-        fn = torch.compile(lambda t: t * 5, backend=counting)
+    process_default("off")
+    fn = torch.compile(lambda t: t * 5, backend=counting)
+    fn(ones(2))
+    assert counting.compiles == 0
+    with compile_enabled():
         fn(ones(2))
-        assert counting.compiles == 0
-        with compile_enabled():
-            fn(ones(2))
-        assert (counting.compiles, counting.runs) == (1, 1)
-    finally:
-        monkeypatch.undo()
-        compile_policy.policy.reread_default()
+    assert (counting.compiles, counting.runs) == (1, 1)
 
 
 def test_a_stance_in_the_process_default_applies_where_no_scope_sets_one(
-    governed: None, counting: CountingBackend, monkeypatch: pytest.MonkeyPatch
+    governed: None, counting: CountingBackend, process_default: Callable[[str], None]
 ) -> None:
-    monkeypatch.setenv("COMPILE_POLICY", "on,stance=fail_on_recompile")
-    compile_policy.policy.reread_default()
-    try:
-        fn = torch.compile(lambda t: t * 6, backend=counting)
-        with pytest.raises(RuntimeError, match=RECOMPILE_REFUSED):
-            fn(ones(2))
-        with compile_enabled(stance="default"):
-            fn(ones(2))
-        assert counting.compiles == 1
-    finally:
-        monkeypatch.undo()
-        compile_policy.policy.reread_default()
+    process_default("on,stance=fail_on_recompile")
+    fn = torch.compile(lambda t: t * 6, backend=counting)
+    with pytest.raises(RuntimeError, match=RECOMPILE_REFUSED):
+        fn(ones(2))
+    with compile_enabled(stance="default"):
+        fn(ones(2))
+    assert counting.compiles == 1
 
 
 def test_policy_compiled_objects_behave_as_before(governed: None, counting: CountingBackend) -> None:
@@ -374,25 +364,21 @@ def test_a_context_that_followed_torch_follows_a_later_set_stance(
 
 
 def test_rereading_the_process_default_forgets_what_no_scope_followed(
-    governed: None, counting: CountingBackend, monkeypatch: pytest.MonkeyPatch
+    governed: None, counting: CountingBackend, process_default: Callable[[str], None]
 ) -> None:
     fn = torch.compile(lambda t: t * 9, backend=counting)
     fn(ones(2))  # no scope, default on: remembered
-    monkeypatch.setenv("COMPILE_POLICY", "off")
-    compile_policy.policy.reread_default()
-    try:
-        fn(ones(2))
-        fn(ones(5))
-        assert (counting.compiles, counting.runs) == (1, 1)
-    finally:
-        monkeypatch.undo()
-        compile_policy.policy.reread_default()
+    process_default("off")
+    fn(ones(2))
+    fn(ones(5))
+    assert (counting.compiles, counting.runs) == (1, 1)
+    process_default("on")
     fn(ones(2))
     assert (counting.compiles, counting.runs) == (1, 2)
 
 
 def test_a_reread_while_a_call_decides_is_not_remembered_as_the_old_default(
-    governed: None, counting: CountingBackend, monkeypatch: pytest.MonkeyPatch
+    governed: None, counting: CountingBackend, process_default: Callable[[str], None]
 ) -> None:
     # Another thread's reread_default() landing between a call's read of the process default
     # and its store of "no scope follows torch", made deterministic: torch's stance name runs
@@ -406,8 +392,7 @@ def test_a_reread_while_a_call_decides_is_not_remembered_as_the_old_default(
         def __eq__(self, other: object) -> bool:
             if RereadOnCompare.armed:
                 RereadOnCompare.armed = False
-                monkeypatch.setenv("COMPILE_POLICY", "off")
-                compile_policy.policy.reread_default()
+                process_default("off")
             return str.__eq__(self, other)
 
         __hash__ = str.__hash__
@@ -422,8 +407,6 @@ def test_a_reread_while_a_call_decides_is_not_remembered_as_the_old_default(
         assert (counting.compiles, counting.runs) == (1, runs)  # the new default: off
     finally:
         eval_frame._set_stance(prior)
-        monkeypatch.undo()
-        compile_policy.policy.reread_default()
 
 
 def test_torch_dynamo_reset_keeps_governance(governed: None, counting: CountingBackend) -> None:

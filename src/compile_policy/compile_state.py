@@ -21,9 +21,6 @@ from . import compile_events
 from .errors import CompileFallbackWarning, CompileSkippedWarning, PartialCompileError
 from .log import logger
 from .policy import CompilePolicy, _Frame, default_frame, freeze
-
-if TYPE_CHECKING:
-    from .policy import Fallback
 from .stats import CompileFailure, CompileStats, counter_value
 from .variants import (
     SHARED_GRAPH_RUNS,
@@ -33,6 +30,9 @@ from .variants import (
     compiler_errors,
     user_error_at_trace,
 )
+
+if TYPE_CHECKING:
+    from .policy import Fallback
 
 __all__ = ["CompileState"]
 
