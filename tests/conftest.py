@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-import compile_policy.policy
+import compile_policy.policy_stack
 
 
 class CountingBackend:
@@ -72,11 +72,11 @@ def process_default(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str],
 
     def set_default(text: str) -> None:
         monkeypatch.setenv("COMPILE_POLICY", text)
-        compile_policy.policy.reread_default()
+        compile_policy.policy_stack.reread_default()
 
     yield set_default
     monkeypatch.undo()
-    compile_policy.policy.reread_default()
+    compile_policy.policy_stack.reread_default()
 
 
 pytest_plugins = ["pytester"]

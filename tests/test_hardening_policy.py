@@ -213,7 +213,7 @@ def _torch_disables(environ: dict[str, str]) -> bool:
 def test_torch_compile_disable_disables_exactly_when_torch_does(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from compile_policy import policy
+    from compile_policy import policy_stack
 
     values = ["1", "0", "true", "True", "TRUE", "yes", "on", " 1", "1 ", "", "2", "off", "01"]
     monkeypatch.delenv("COMPILE_POLICY", raising=False)
@@ -221,17 +221,17 @@ def test_torch_compile_disable_disables_exactly_when_torch_does(
         decisions = {}
         for value in values:
             monkeypatch.setenv("TORCH_COMPILE_DISABLE", value)
-            policy.reread_default()
-            ours = policy.default_frame().enabled  # never a PolicyError: torch has none
+            policy_stack.reread_default()
+            ours = policy_stack.default_frame().enabled  # never a PolicyError: torch has none
             assert ours is not _torch_disables({"TORCH_COMPILE_DISABLE": value}), value
-            assert f"TORCH_COMPILE_DISABLE={value!r}" in policy.default_frame().describe()
+            assert f"TORCH_COMPILE_DISABLE={value!r}" in policy_stack.default_frame().describe()
             decisions[value] = ours
         assert [value for value, enabled in decisions.items() if not enabled] == ["1"]
         monkeypatch.delenv("TORCH_COMPILE_DISABLE")
         assert _torch_disables({}) is False
     finally:
         monkeypatch.undo()
-        policy.reread_default()  # this process's own environment again
+        policy_stack.reread_default()  # this process's own environment again
 
 
 def test_torch_compile_disable_in_a_fresh_process_matches_torch() -> None:

@@ -22,7 +22,7 @@ from compile_policy import (
     current_policy,
     use_policy,
 )
-from compile_policy import policy as _policy
+from compile_policy import policy_stack as _stack
 
 SCOPES: list[Callable[[], PolicyScope]] = [
     compile_disabled,
@@ -51,14 +51,14 @@ def test_an_exception_leaving_a_scope_with_a_leaked_inner_one_propagates_unchang
             raise raised
     assert info.value is raised
     assert "out of order" in _notes(raised)
-    assert current_policy() == before and _policy.pushed_top() is None
+    assert current_policy() == before and _stack.pushed_top() is None
 
 
 def test_without_an_exception_a_leaked_inner_scope_is_still_a_scope_error() -> None:
     with pytest.raises(ScopeError, match="out of order"):
         with compile_disabled():
             compile_enabled().__enter__()
-    assert _policy.pushed_top() is None
+    assert _stack.pushed_top() is None
 
 
 def test_a_decorated_function_that_leaks_a_scope_and_raises_keeps_its_exception() -> None:
@@ -75,13 +75,13 @@ def test_a_decorated_function_that_leaks_a_scope_and_raises_keeps_its_exception(
 
     with pytest.raises(KeyboardInterrupt):
         body()
-    assert _policy.pushed_top() is None
+    assert _stack.pushed_top() is None
     steps = gen()
     assert next(steps) == 1
     with pytest.raises(ValueError, match="in a step") as info:
         next(steps)
     assert "out of order" in _notes(info.value)
-    assert _policy.pushed_top() is None
+    assert _stack.pushed_top() is None
 
 
 def test_an_exception_through_a_foreign_exit_propagates_with_a_note() -> None:
@@ -183,9 +183,9 @@ def test_repeated_scopes_push_the_same_frame_and_nesting_in_itself_too() -> None
     tops = []
     for _ in range(3):
         with scope:
-            outer = _policy.pushed_top()
+            outer = _stack.pushed_top()
             with scope:
-                tops.append((outer, _policy.pushed_top()))
+                tops.append((outer, _stack.pushed_top()))
     assert len(set(tops)) == 1 and tops[0][0] is not tops[0][1]
 
 
@@ -205,7 +205,7 @@ def test_threads_sharing_scopes_under_heavy_preemption_never_share_a_frame() -> 
                     with second:
                         assert current_policy().enabled == second.policy.enabled
                     assert current_policy().enabled == first.policy.enabled
-                assert _policy.pushed_top() is None
+                assert _stack.pushed_top() is None
         except BaseException as error:  # reported below, in the main thread
             failures.append(error)
 

@@ -28,6 +28,9 @@ def test_import_and_the_plugin_load_neither_torch_nor_logging_nor_the_compile_ma
     # typing: 3-5 ms of the import, needed only by type checkers (TYPE_CHECKING = False);
     # threading: about 1 ms, needed only by the messages of scope errors.
     assert not {"torch", "logging", "typing", "threading"} & after_import
+    # dataclasses (with inspect, re, enum behind it): about 20 ms, three times the rest of the
+    # import; CompilePolicy and the scope decorators load it on first use.
+    assert not {"dataclasses", "inspect", "compile_policy.policy"} & after_import
     assert "torch" not in after_plugin  # pytest itself imports logging
     assert not MACHINERY & after_plugin
     assert "compile_policy.pytest_isolation" not in after_plugin  # only for its settings
@@ -57,3 +60,40 @@ def test_the_policy_grammar_loads_only_when_there_is_text_to_parse() -> None:
     result = run_fresh([sys.executable, "-c", code], env={"COMPILE_POLICY": "max-autotune"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"
+
+
+FIRST_SCOPE = """
+import sys, threading
+import compile_policy
+from compile_policy import compile_disabled, compile_enabled, current_policy
+
+barrier, got = threading.Barrier(8), []
+
+def first():
+    barrier.wait()
+    got.append((compile_disabled(), compile_enabled()))
+
+threads = [threading.Thread(target=first) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+assert len(set(got)) == 1 and got[0] == (compile_disabled(), compile_enabled()), got
+with compile_disabled():
+    assert current_policy().enabled is False
+print("compile_policy.policy" in sys.modules, "compile_policy.scope_decorators" in sys.modules)
+"""
+
+
+def test_the_first_scope_loads_compile_policy_and_every_thread_gets_the_same_scope() -> None:
+    result = run_fresh([sys.executable, "-c", FIRST_SCOPE])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "False"]  # nothing decorated yet
+
+
+def test_the_fields_a_scope_may_set_are_compile_policys_but_enabled() -> None:
+    from dataclasses import fields
+
+    from compile_policy import CompilePolicy, scopes
+
+    assert ("enabled", *scopes._SETTABLE) == tuple(f.name for f in fields(CompilePolicy))

@@ -280,7 +280,7 @@ ENV_PROBE = """
 import json, os, sys
 import torch
 from compile_policy import PolicyError, compile_enabled, current_policy, explain, policy_compiled
-from compile_policy import policy
+from compile_policy import policy_stack
 
 def probe():
     try:
@@ -298,7 +298,7 @@ results = [probe()]  # the first read of the environment, in a fresh process
 for case in json.loads(sys.argv[1]):  # later cases: a new environment, read anew
     os.environ.pop("TORCH_COMPILE_DISABLE", None)
     os.environ.update(case)
-    policy.reread_default()
+    policy_stack.reread_default()
     results.append(probe())
 print(json.dumps(results, default=repr))
 """

@@ -19,7 +19,7 @@ from .errors import (
     ScopeError,
     TorchInternalsError,
 )
-from .policy import CompilePolicy, current_policy, explain
+from .policy_stack import current_policy, explain
 from .scopes import PolicyScope, bind_policy, compile_disabled, compile_enabled, use_policy
 
 # typing.TYPE_CHECKING without importing typing: `import compile_policy` never needs it
@@ -28,18 +28,22 @@ TYPE_CHECKING = False
 
 # The compile machinery loads on first use of one of its names (PEP 562 ``__getattr__``):
 # it is half of the import, and a process that only enters scopes (every pytest run, through
-# the plugin) never needs it. To export a name of it, add it to both lists below.
+# the plugin) never needs it. CompilePolicy too: it is a dataclass, and `dataclasses` (with
+# `inspect`, `re` and `enum` behind it) costs three times the rest of the import; the first
+# scope loads it. To export a name of it, add it to both lists below.
 if TYPE_CHECKING:
     from .compiled import PolicyCompiled, policy_compiled
     from .governance import govern_torch_compile
     from .inspection import compile_stats, unwrap
     from .modules import PolicyCompiledModule
+    from .policy import CompilePolicy
     from .stats import CompileFailure, CompileStats
     from .variants import CompileOptions
 
 _LAZY = {
     "CompileFailure": ".stats",
     "CompileOptions": ".variants",
+    "CompilePolicy": ".policy",  # a dataclass: `dataclasses` and `inspect` load with it
     "CompileStats": ".stats",
     "PolicyCompiled": ".compiled",
     "PolicyCompiledModule": ".modules",  # an nn.Module: importing it imports torch

@@ -16,7 +16,7 @@ from typing import Any
 
 from .compiled import policy_compiled
 from .errors import PolicyError
-from .policy import current_policy, explain
+from .policy_stack import current_policy, explain
 from .scopes import compile_disabled, compile_enabled
 
 

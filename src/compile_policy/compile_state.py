@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 from . import compile_events
 from .errors import CompileFallbackWarning, CompileSkippedWarning, PartialCompileError
 from .log import logger
-from .policy import CompilePolicy, _Frame, default_frame, freeze
+from .option_values import freeze
+from .policy import CompilePolicy
+from .policy_stack import _Frame, default_frame
 from .stats import CompileFailure, CompileStats, counter_value
 from .variants import (
     SHARED_GRAPH_RUNS,

@@ -21,11 +21,12 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from . import policy as _policy
+from . import policy_stack as _stack
 from .compiled import PolicyCompiled
 from .errors import PolicyError
-from .policy import CompilePolicy, current_policy
-from .scopes import _wrap
+from .policy import CompilePolicy
+from .policy_stack import current_policy
+from .scope_decorators import wrap_in_scope
 
 __all__ = ["PolicyMismatchError", "broadcast_policy", "check_consistent", "policy_state"]
 
@@ -161,9 +162,9 @@ class broadcast_policy:
     ) -> None:
         self.src, self.group, self.timeout = src, group, timeout
         # The stacks its enters replaced (LIFO): a rank enters it from its main thread.
-        self._saved: list[_policy._Frame | None] = []
+        self._saved: list[_stack._Frame | None] = []
 
-    def _adopt(self) -> _policy._Frame | None:
+    def _adopt(self) -> _stack._Frame | None:
         import torch.distributed as dist
 
         payload, failure = b"", None
@@ -193,10 +194,10 @@ class broadcast_policy:
             failed = "; ".join(f"rank {rank}: {text.decode()}"
                                for rank, text in zip(ranks, problems, strict=True) if text)
             raise PolicyError(f"not every rank could adopt rank {self.src}'s policy: {failed}")
-        saved = _policy.pushed_top()
+        saved = _stack.pushed_top()
         # Over nothing but the process default, and setting every field: rank src's
         # effective policy exactly, whatever scopes this rank had.
-        _policy.set_top(_policy.chain(None, policy, f"broadcast_policy(src={self.src})",
+        _stack.set_top(_stack.chain(None, policy, f"broadcast_policy(src={self.src})",
                                       f"rank {self.src}'s effective policy"))
         return saved
 
@@ -214,8 +215,8 @@ class broadcast_policy:
         self._restore(self._saved.pop())
 
     def __call__(self, fn: F) -> F:
-        return _wrap(fn, self._adopt, self._restore)
+        return wrap_in_scope(fn, self._adopt, self._restore)
 
     @staticmethod
-    def _restore(saved: _policy._Frame | None) -> None:
-        _policy.set_top(saved)  # exactly this rank's stack before the enter
+    def _restore(saved: _stack._Frame | None) -> None:
+        _stack.set_top(saved)  # exactly this rank's stack before the enter

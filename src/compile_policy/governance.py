@@ -29,7 +29,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .policy import default_frame, pushed_top
+from .policy_stack import default_frame, pushed_top
 
 if TYPE_CHECKING:
     from .torch_internals import Internals

@@ -18,7 +18,8 @@ from typing import Any
 
 from .compile_state import CompileState
 from .dynamo_frames import keep_dynamo_out
-from .policy import CompilePolicy, pushed_top
+from .policy import CompilePolicy
+from .policy_stack import pushed_top
 
 __all__ = ["HOT_PATH", "HOT_PATH_FILE", "make_hot_path"]
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     _Frozen = tuple[Any, ...]
 
-__all__ = ["FrozenOptions"]
+__all__ = ["FrozenOptions", "freeze"]
 
 # A frozen value is a tagged tuple: ("atom", value) for a hashable value kept as it is;
 # ("object", value) for any other object, used as is and compared by identity (it cannot be
@@ -156,3 +156,15 @@ class FrozenOptions(Mapping[str, "Any"]):
 
     def __repr__(self) -> str:
         return repr(dict(self))
+
+
+def freeze(options: Mapping[str, object] | None) -> FrozenOptions | None:
+    """The options as a cache key: equal exactly when equal with their types; a policy's
+    options already are one.
+
+        >>> freeze({"a": [1]}) == freeze({"a": [1]})
+        True
+    """
+    if options is None or isinstance(options, FrozenOptions):
+        return options
+    return FrozenOptions(options)

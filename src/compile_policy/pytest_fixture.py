@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from . import policy as _policy
+from . import policy_stack as _stack
 from .errors import PolicyError
-from .policy import CompilePolicy, current_policy, explain
+from .policy import CompilePolicy
+from .policy_stack import current_policy, explain
 from .scopes import _SETTABLE
 
 __all__ = ["PolicyFixture", "compile_policy"]
@@ -46,7 +47,7 @@ class PolicyFixture:
 
     @property
     def policy(self) -> CompilePolicy:
-        """The effective policy now (same as :func:`compile_policy.current_policy`)."""
+        """The effective policy now (same as :func:`compile_stack.current_policy`)."""
         return current_policy()
 
     @property
@@ -54,7 +55,7 @@ class PolicyFixture:
         return current_policy().enabled
 
     def explain(self) -> str:
-        """Why the policy is what it is (:func:`compile_policy.explain`)."""
+        """Why the policy is what it is (:func:`compile_stack.explain`)."""
         return explain()
 
     def disable(self) -> None:
@@ -84,18 +85,18 @@ class PolicyFixture:
         load_reset()()
 
     def _push(self, policy: CompilePolicy) -> None:
-        where = _policy.caller_location(2)  # the test line that called disable()/enable()/use()
-        _policy.push(policy, self._owner, where)
+        where = _stack.caller_location(2)  # the test line that called disable()/enable()/use()
+        _stack.push(policy, self._owner, where)
 
     def _undo(self) -> None:
         # Only our own frames on top: anything the test left above them is the leak
         # guard's to report (it restores the baseline anyway).
-        top = _policy.pushed_top()
+        top = _stack.pushed_top()
         frame = top
         while frame is not None and frame.owner is self._owner:
             frame = frame.below
         if frame is not top:
-            _policy.set_top(frame)
+            _stack.set_top(frame)
 
 
 @pytest.fixture

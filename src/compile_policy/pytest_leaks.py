@@ -13,9 +13,9 @@ import warnings
 
 import pytest
 
-from . import policy as _policy
+from . import policy_stack as _stack
 from .errors import PolicyError, PolicyLeakWarning
-from .policy import current_policy
+from .policy_stack import current_policy
 
 __all__ = ["PluginLabel", "check_after_test", "describe_stack", "import_leak", "import_leak_message"]
 
@@ -25,7 +25,7 @@ class PluginLabel(str):
     never a leak, also when an in-process inner pytest session (pytester) finds them."""
 
 
-def import_leak(top: _policy._Frame | None) -> _policy._Frame | None:
+def import_leak(top: _stack._Frame | None) -> _stack._Frame | None:
     """``top`` if a scope of the user's is on top of the stack found at start, else None."""
     if top is None or isinstance(top.owner, PluginLabel) or getattr(
         top.owner, "outlives_scopes", False  # the fixture's frames (an outer test's)
@@ -34,7 +34,7 @@ def import_leak(top: _policy._Frame | None) -> _policy._Frame | None:
     return top
 
 
-def describe_stack(top: _policy._Frame | None) -> str:
+def describe_stack(top: _stack._Frame | None) -> str:
     """The innermost frame and the effective policy, as one line."""
     try:
         shown = top.describe() if top is not None else "an empty stack"
@@ -45,13 +45,13 @@ def describe_stack(top: _policy._Frame | None) -> str:
 
 def check_after_test(
     item: pytest.Item,
-    expected: _policy._Frame | None,
-    baseline: _policy._Frame | None,
+    expected: _stack._Frame | None,
+    baseline: _stack._Frame | None,
     mode: str,
 ) -> None:
     """Restore ``baseline``; report a stack that is not ``expected`` per ``mode``."""
-    top = _policy.pushed_top()
-    _policy.set_top(baseline)  # whatever happened, the next test starts clean
+    top = _stack.pushed_top()
+    _stack.set_top(baseline)  # whatever happened, the next test starts clean
     if top is expected or mode == "off":
         return
     message = (
@@ -65,7 +65,7 @@ def check_after_test(
         pytest.fail(message, pytrace=False)
 
 
-def import_leak_message(top: _policy._Frame | None, when: str, kept: bool) -> str:
+def import_leak_message(top: _stack._Frame | None, when: str, kept: bool) -> str:
     """What to say about a scope left active while ``when`` (e.g. conftest files) ran."""
     fate = (
         "every test starts from it"

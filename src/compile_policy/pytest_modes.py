@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from . import policy as _policy
+from . import policy_stack as _stack
 from .policy import CompilePolicy
 from .pytest_leaks import PluginLabel
 from .scopes import _SETTABLE
@@ -64,7 +64,7 @@ def mode_of(item: pytest.Item) -> str | None:
     return mode if isinstance(mode, str) else None
 
 
-def marker_frame(item: pytest.Item, below: _policy._Frame | None) -> _policy._Frame | None:
+def marker_frame(item: pytest.Item, below: _stack._Frame | None) -> _stack._Frame | None:
     """The test's stack: its mode and its markers, module first, over the run's baseline.
 
     Raises TypeError or PolicyError for a marker used wrongly; the plugin fails that test.
@@ -74,7 +74,7 @@ def marker_frame(item: pytest.Item, below: _policy._Frame | None) -> _policy._Fr
     frame = below
     if mode is not None and not any(m.name == "compile_both" for m in markers):
         # --compile-policy=both: the mode is the run's, right above the baseline.
-        frame = _policy.chain(
+        frame = _stack.chain(
             frame, CompilePolicy(enabled=mode == "compiled"),
             PluginLabel(f"[{mode}] (--compile-policy=both)"),
             f"the {mode} run of {item.nodeid}",
@@ -103,7 +103,7 @@ def marker_frame(item: pytest.Item, below: _policy._Frame | None) -> _policy._Fr
                 label = f"@pytest.mark.compile_both [{mode}]"
             else:
                 continue  # a closer compile_enabled/compile_disabled decides: runs once
-        frame = _policy.chain(frame, layer, PluginLabel(label), f"marker on {item.nodeid}")
+        frame = _stack.chain(frame, layer, PluginLabel(label), f"marker on {item.nodeid}")
     return frame
 
 

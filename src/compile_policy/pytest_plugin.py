@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import policy as _policy
+from . import policy_stack as _stack
 from .errors import PolicyError, PolicyLeakWarning, TorchInternalsError
-from .policy import current_policy
+from .policy_stack import current_policy
 from .pytest_fixture import PolicyFixture, compile_policy
 from .pytest_leaks import PluginLabel, check_after_test, import_leak, import_leak_message
 from .pytest_modes import MARKERS, MODE_PARAM, marker_frame, parametrize_modes
@@ -46,7 +46,7 @@ class _RunState:
         self.settings = settings
         self.is_worker = hasattr(config, "workerinput")
         self.leaks = str(settings.leaks.value)
-        self.saved = _policy.pushed_top()  # restored when the run ends
+        self.saved = _stack.pushed_top()  # restored when the run ends
         self.baseline = self.saved  # the stack every test starts from (None: the default)
         self.leaked = import_leak(self.saved)  # a conftest's or plugin's scope, never exited
         self.report = RunReport()
@@ -65,7 +65,7 @@ class _RunState:
 
 
 _STATE = pytest.StashKey[_RunState]()
-_ITEM_FRAME = pytest.StashKey["_policy._Frame | None"]()
+_ITEM_FRAME = pytest.StashKey["_stack._Frame | None"]()
 _ITEM_ERROR = pytest.StashKey[Exception]()
 
 
@@ -92,7 +92,7 @@ def pytest_configure(config: pytest.Config) -> None:
         except (PolicyError, TorchInternalsError) as error:
             raise pytest.UsageError(f"compile-policy: governing torch.compile: {error}") from None
     try:
-        _policy.default_frame()
+        _stack.default_frame()
     except PolicyError as error:  # else every test would fail on it, one by one
         raise pytest.UsageError(f"compile-policy: {error}") from None
     state = _RunState(config, settings)
@@ -108,12 +108,12 @@ def pytest_configure(config: pytest.Config) -> None:
         elif state.leaks == "error":
             state.report.note(message)
     if settings.policy.layer is not None:  # on/off/a policy text, or both's fields
-        state.baseline = _policy.chain(
+        state.baseline = _stack.chain(
             state.saved, settings.policy.layer, PluginLabel("pytest baseline"),
             settings.policy.source,
         )
     # Tests run in the main thread, in this context: they all start from here.
-    _policy.set_top(state.baseline)
+    _stack.set_top(state.baseline)
     if state.cache is not None and config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(state.cache), "compile_policy_xdist")
 
@@ -131,7 +131,7 @@ class _XdistHooks:
 def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(_STATE, None)
     if state is not None:
-        _policy.set_top(state.saved)
+        _stack.set_top(state.saved)
         state.report.close()
         config.pluginmanager.unregister(state.report)
         if state.cache is not None:
@@ -152,7 +152,7 @@ def pytest_report_header(config: pytest.Config) -> str:
         elif state.saved is not None:  # an in-process inner session (pytester)
             source = f"the enclosing session's {state.saved.describe()}"
         else:
-            source = str(_policy.default_frame().where)
+            source = str(_stack.default_frame().where)
         baseline = f"{'on' if enabled else 'off'} (from {source})"
     parts = [f"compile-policy: baseline {baseline}"]
     if settings.leaks.value != LEAKS.default:
@@ -178,11 +178,11 @@ def _mode_param(request: pytest.FixtureRequest) -> str:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     state = session.config.stash[_STATE]
-    top = _policy.pushed_top()
+    top = _stack.pushed_top()
     if top is state.baseline:
         return
     # A test module or a conftest below the root entered a scope at import.
-    _policy.set_top(state.baseline)
+    _stack.set_top(state.baseline)
     message = import_leak_message(top, "test modules and conftest files", kept=False)
     if state.leaks == "warn":
         import warnings
@@ -205,7 +205,7 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, object, object]:
     if state.reset is not None:
         state.reset.before(item)
     # From setup to the end of teardown, so that the markers cover every fixture.
-    _policy.set_top(frame)
+    _stack.set_top(frame)
     return (yield)
 
 

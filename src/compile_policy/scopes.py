@@ -14,155 +14,25 @@ generator, and the whole of a coroutine, without leaking to the caller between s
 
 from __future__ import annotations
 
-import functools
-import inspect
+import _thread
 from collections import deque
 from collections.abc import Callable
 from sys import _getframe
 
-from . import policy as _policy
+from . import policy_stack as _stack
 from .errors import PolicyError
-from .policy import (
-    FIELD_NAMES,
-    CompilePolicy,
-    _Frame,
-    caller_location,
-    pushed_top,
-    reset_to,
-    set_top,
-)
+from .policy_stack import _Frame, caller_location, pushed_top, reset_to, set_top
 
 # typing.TYPE_CHECKING without importing typing (see __init__.py)
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, TypeVar, overload
 
+    from .policy import CompilePolicy
+
     F = TypeVar("F", bound=Callable[..., Any])
-    H = TypeVar("H")
 
 __all__ = ["PolicyScope", "bind_policy", "compile_disabled", "compile_enabled", "use_policy"]
-
-
-def _wrap(
-    fn: F,
-    enter: Callable[[], H],
-    leave: Callable[[H], None],
-    leave_raising: Callable[[H, BaseException], None] | None = None,
-) -> F:
-    """Wrap ``fn`` so that ``enter``/``leave`` surround each piece of its execution.
-
-    Dispatches once, on the kind of ``fn``: generators and async generators are re-entered
-    around every step, so the caller never runs under the scope between ``yield``s
-    (``contextlib.ContextDecorator`` would only cover creating the generator). When a piece
-    raises, ``leave_raising(handle, exception)`` runs instead of ``leave`` (if given), so
-    that a scope's exit can tell the user's exception from its own problems.
-    """
-    if leave_raising is None:
-        def leave_raising(handle: H, error: BaseException) -> None:
-            leave(handle)
-    if inspect.isclass(fn):
-        raise TypeError(
-            f"a policy scope decorates functions, not classes: got {fn!r}; "
-            "decorate its methods instead"
-        )
-    if not callable(fn):
-        raise TypeError(f"a policy scope decorates callables: got {fn!r}")
-
-    if inspect.isasyncgenfunction(fn):
-
-        @functools.wraps(fn)
-        async def async_gen_wrapper(*args: Any, **kwargs: Any) -> Any:
-            gen = fn(*args, **kwargs)  # creating it runs none of its code
-            step, value = gen.asend, None
-            while True:
-                handle = enter()
-                try:
-                    item = await step(value)
-                except StopAsyncIteration:
-                    leave(handle)
-                    return
-                except BaseException as error:
-                    leave_raising(handle, error)
-                    raise
-                leave(handle)
-                try:
-                    value = yield item
-                    step = gen.asend
-                except GeneratorExit:
-                    handle = enter()
-                    try:
-                        await gen.aclose()
-                    except BaseException as error:
-                        leave_raising(handle, error)
-                        raise
-                    leave(handle)
-                    raise
-                except BaseException as exc:
-                    step, value = gen.athrow, exc
-
-        return async_gen_wrapper  # type: ignore[return-value]
-
-    if inspect.isgeneratorfunction(fn):
-
-        @functools.wraps(fn)
-        def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
-            gen = fn(*args, **kwargs)
-            step, value = gen.send, None
-            while True:
-                handle = enter()
-                try:
-                    item = step(value)
-                except StopIteration as stop:
-                    leave(handle)
-                    return stop.value
-                except BaseException as error:
-                    leave_raising(handle, error)
-                    raise
-                leave(handle)
-                try:
-                    value = yield item
-                    step = gen.send
-                except GeneratorExit:
-                    handle = enter()
-                    try:
-                        gen.close()
-                    except BaseException as error:
-                        leave_raising(handle, error)
-                        raise
-                    leave(handle)
-                    raise
-                except BaseException as exc:
-                    step, value = gen.throw, exc
-
-        return gen_wrapper  # type: ignore[return-value]
-
-    if inspect.iscoroutinefunction(fn):
-
-        @functools.wraps(fn)
-        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            handle = enter()
-            try:
-                result = await fn(*args, **kwargs)
-            except BaseException as error:
-                leave_raising(handle, error)
-                raise
-            leave(handle)
-            return result
-
-        return async_wrapper  # type: ignore[return-value]
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        handle = enter()
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as error:
-            leave_raising(handle, error)
-            raise
-        leave(handle)
-        return result
-
-    return wrapper  # type: ignore[return-value]
 
 
 _FREE_FRAMES = 16
@@ -232,11 +102,11 @@ class PolicyScope:
             try:
                 reset_to(top.token)  # type: ignore[arg-type]
             except (ValueError, RuntimeError, TypeError):
-                pass  # not this context's push: _policy.pop says so
+                pass  # not this context's push: _stack.pop says so
             else:
                 self._free.append(top)
                 return
-        _policy.pop(self, exc)  # a ScopeError saying what went wrong, unless exc is on its way
+        _stack.pop(self, exc)  # a ScopeError saying what went wrong, unless exc is on its way
 
     def __call__(self, fn: F) -> F:
         return self._decorate(fn, caller_location(1))
@@ -244,21 +114,42 @@ class PolicyScope:
     def _decorate(self, fn: F, where: tuple[Any, int]) -> F:
         layer = self._layer
         name = getattr(fn, "__qualname__", fn)
-        location = f"{_policy.describe_location(where)} (@{self._label} on {name!s})"
-        return _wrap(
+        location = f"{_stack.describe_location(where)} (@{self._label} on {name!s})"
+        from .scope_decorators import wrap_in_scope
+
+        return wrap_in_scope(
             fn,
-            lambda: _policy.push(layer, self, location),
-            lambda _frame: _policy.pop(self),
-            lambda _frame, error: _policy.pop(self, error),
+            lambda: _stack.push(layer, self, location),
+            lambda _frame: _stack.pop(self),
+            lambda _frame, error: _stack.pop(self, error),
         )
 
     def __repr__(self) -> str:
         return self._label
 
 
-_DISABLED = PolicyScope(CompilePolicy(enabled=False), "compile_disabled()")
-_ENABLED = PolicyScope(CompilePolicy(enabled=True), "compile_enabled()")
-_SETTABLE = tuple(name for name in FIELD_NAMES if name != "enabled")
+#: The fields a scope may set: CompilePolicy's but ``enabled`` (a test checks they match;
+#: spelled out so that the plugin's marker help needs no CompilePolicy).
+_SETTABLE = ("backend", "mode", "fullgraph", "dynamic", "options", "fallback", "stance")
+
+# compile_disabled() and compile_enabled() return one scope each, made on first use (so the
+# first `with` loads CompilePolicy, not `import compile_policy`: see policy.py). A lock, so
+# that threads racing on the first use still get one object.
+_DISABLED: PolicyScope | None = None
+_ENABLED: PolicyScope | None = None
+_MAKING = _thread.allocate_lock()
+
+
+def _make_fixed_scopes() -> tuple[PolicyScope, PolicyScope]:
+    """``(compile_disabled(), compile_enabled())``, made once."""
+    global _DISABLED, _ENABLED
+    with _MAKING:
+        if _DISABLED is None or _ENABLED is None:
+            from .policy import CompilePolicy
+
+            _DISABLED = PolicyScope(CompilePolicy(enabled=False), "compile_disabled()")
+            _ENABLED = PolicyScope(CompilePolicy(enabled=True), "compile_enabled()")
+        return _DISABLED, _ENABLED
 
 
 if TYPE_CHECKING:  # the two ways to call it, for type checkers
@@ -276,9 +167,10 @@ def compile_disabled(func: F | None = None, /) -> PolicyScope | F:
         >>> with compile_disabled():
         ...     out = step(x)  # the plain function runs
     """
+    scope = _DISABLED or _make_fixed_scopes()[0]
     if func is None:
-        return _DISABLED
-    return _DISABLED._decorate(func, caller_location(1))
+        return scope
+    return scope._decorate(func, caller_location(1))
 
 
 if TYPE_CHECKING:
@@ -301,6 +193,9 @@ def compile_enabled(func: F | None = None, /, **fields: Any) -> PolicyScope | F:
         >>> with compile_enabled(backend="aot_eager", fallback="raise"):
         ...     out = step(x)  # compiled with aot_eager; a compile failure raises
     """
+    if not fields:
+        scope = _ENABLED or _make_fixed_scopes()[1]
+        return scope if func is None else scope._decorate(func, caller_location(1))
     unknown = sorted(set(fields) - set(_SETTABLE))
     if unknown:
         hint = "; use compile_disabled() to disable" if "enabled" in unknown else ""
@@ -309,11 +204,9 @@ def compile_enabled(func: F | None = None, /, **fields: Any) -> PolicyScope | F:
             f"allowed: {', '.join(_SETTABLE)}{hint}"
         )
     if func is not None:
-        if fields:
-            raise TypeError("compile_enabled(func) takes no fields; use compile_enabled(**fields)(func)")
-        return _ENABLED._decorate(func, caller_location(1))
-    if not fields:
-        return _ENABLED
+        raise TypeError("compile_enabled(func) takes no fields; use compile_enabled(**fields)(func)")
+    from .policy import CompilePolicy
+
     layer = CompilePolicy(enabled=True, **fields)
     shown = ", ".join(f"{k}={v!r}" for k, v in fields.items())
     return PolicyScope(layer, f"compile_enabled({shown})")
@@ -328,6 +221,8 @@ def use_policy(policy: CompilePolicy) -> PolicyScope:
         >>> with use_policy(ci):
         ...     out = step(x)
     """
+    from .policy import CompilePolicy
+
     if not isinstance(policy, CompilePolicy):
         raise PolicyError(f"use_policy() takes a CompilePolicy; got {policy!r}")
     return PolicyScope(policy, f"use_policy({policy!r})")
@@ -344,14 +239,16 @@ def bind_policy(fn: F) -> F:
         >>> with compile_disabled():
         ...     future = pool.submit(bind_policy(step), x)  # runs eagerly in the worker
     """
-    bound = _policy.pushed_top()
+    from .scope_decorators import wrap_in_scope
 
-    def enter() -> _policy._Frame | None:
-        saved = _policy.pushed_top()
-        _policy.set_top(bound)
+    bound = pushed_top()
+
+    def enter() -> _Frame | None:
+        saved = pushed_top()
+        set_top(bound)
         return saved
 
-    def leave(saved: _policy._Frame | None) -> None:
-        _policy.set_top(saved)  # exactly the worker's own stack again, even if fn leaked
+    def leave(saved: _Frame | None) -> None:
+        set_top(saved)  # exactly the worker's own stack again, even if fn leaked
 
-    return _wrap(fn, enter, leave)
+    return wrap_in_scope(fn, enter, leave)
