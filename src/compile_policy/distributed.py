@@ -198,7 +198,7 @@ class broadcast_policy:
         # Over nothing but the process default, and setting every field: rank src's
         # effective policy exactly, whatever scopes this rank had.
         _stack.set_top(_stack.chain(None, policy, f"broadcast_policy(src={self.src})",
-                                      f"rank {self.src}'s effective policy"))
+                                    f"rank {self.src}'s effective policy"))
         return saved
 
     @staticmethod

@@ -220,4 +220,3 @@ def _hashable(value: object) -> bool:
     except TypeError:
         return False
     return True
-

@@ -36,6 +36,7 @@ TORCH_ENV_VAR = "TORCH_COMPILE_DISABLE"
 #: "1"`` (torch/_dynamo/config.py); any other value, "true" included, compiles.
 TORCH_DISABLES = "1"
 
+
 class _Frame:
     """One pushed scope: immutable once made, except for two caches filled on first use and
     ``token``, the :class:`~contextvars.Token` of its current push.

@@ -47,7 +47,7 @@ class PolicyFixture:
 
     @property
     def policy(self) -> CompilePolicy:
-        """The effective policy now (same as :func:`compile_stack.current_policy`)."""
+        """The effective policy now (same as :func:`compile_policy.current_policy`)."""
         return current_policy()
 
     @property
@@ -55,7 +55,7 @@ class PolicyFixture:
         return current_policy().enabled
 
     def explain(self) -> str:
-        """Why the policy is what it is (:func:`compile_stack.explain`)."""
+        """Why the policy is what it is (:func:`compile_policy.explain`)."""
         return explain()
 
     def disable(self) -> None:
