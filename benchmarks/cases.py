@@ -17,8 +17,9 @@ __all__ = ["Row", "call_overhead", "scope_cost", "toggling", "train_step"]
 
 #: Fresh processes the call-cost tables pool their rounds from (see workers.py).
 WORKERS = 5
-#: The same for the train step; fewer, since each compiles the step twice (~6 s).
-TRAIN_WORKERS = 3
+#: The same for the train step (each compiles the step twice, ~2-6 s): its two compiled
+#: artifacts differ by process, up to 12%, so the median needs several processes.
+TRAIN_WORKERS = 5
 
 
 def scope_samples(quick: bool) -> dict[str, Samples]:
