@@ -214,6 +214,40 @@ def test_a_cold_function_under_a_disabled_scope_is_not_compiled(
     assert (counting.compiles, counting.runs) == (1, 1)
 
 
+def _positional(top: Any, fn: Any, b: Any, /) -> Any:  # names the shortcut uses itself
+    return top + fn * b
+
+
+def _keywords(a: Any, b: Any, c: Any = 2, *, d: Any = 1) -> Any:
+    return a + b * c + d
+
+
+@pytest.mark.parametrize(
+    ("function", "args", "kwargs"),
+    [
+        (lambda a, b: a - b, (ones(2),), {"b": ones(2) * 3}),  # its own parameter list
+        (lambda a, /, b: a - b, (ones(2), ones(2) * 3), {}),  # positional-only
+        (_positional, (ones(2), ones(2), ones(2) * 2), {}),  # a reserved name: generic
+        (_keywords, (ones(2),), {"b": ones(2), "d": ones(2)}),  # defaults, keyword-only
+    ],
+    ids=["plain", "positional-only", "reserved-names", "defaults"],
+)
+def test_the_shortcut_takes_every_call_the_function_takes_in_both_contexts(
+    governed: None, counting: CountingBackend, function: Any, args: tuple[Any, ...],
+    kwargs: dict[str, Any]
+) -> None:
+    fn = torch.compile(function, backend=counting)
+    expected = function(*args, **kwargs)
+    assert torch.equal(fn(*args, **kwargs), expected)
+    with compile_disabled():
+        assert torch.equal(fn(*args, **kwargs), expected)
+        with pytest.raises(TypeError):  # Python's own error for a wrong call, in both paths
+            fn(*args, ones(2), ones(2), ones(2), **kwargs)
+    with pytest.raises(TypeError):
+        fn(*args, ones(2), ones(2), ones(2), **kwargs)
+    assert counting.runs == 1
+
+
 def test_fullgraph_warm_cold_and_a_new_shape_under_a_disabled_scope_raise_nothing(
     governed: None, counting: CountingBackend
 ) -> None:

@@ -85,6 +85,12 @@ __version__ = "0.2.0"
 if not TYPE_CHECKING:  # hidden from type checkers, which would then accept any name
 
     def __getattr__(name: str) -> object:
+        """Load ``CompilePolicy`` on first use (PEP 562): ``import compile_policy`` stays light.
+
+            >>> import compile_policy
+            >>> compile_policy.CompilePolicy(enabled=False).enabled
+            False
+        """
         if name not in _LAZY:
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
         import importlib
@@ -94,4 +100,5 @@ if not TYPE_CHECKING:  # hidden from type checkers, which would then accept any 
         return value
 
     def __dir__() -> list[str]:
+        """The module's names, those loaded on first use included (for ``dir()``, pydoc)."""
         return sorted(set(globals()) | set(__all__))

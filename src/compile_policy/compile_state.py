@@ -8,18 +8,13 @@ every rarer path (first calls, new scopes, cold variants, failures) is a method 
 from __future__ import annotations
 
 import itertools
-import os
-import sys
 import threading
 import types
-import warnings
 import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import compile_events
-from .errors import CompileFallbackWarning, CompileSkippedWarning, PartialCompileError
-from .log import logger
+from .compile_failures import partial_compile_error, report_failure, report_skipped
 from .option_values import freeze
 from .policy import CompilePolicy
 from .policy_stack import _Frame, default_frame
@@ -53,7 +48,6 @@ class _Variant:
         self.fallen_back = False
         self.ran_graphs = False
         self.warm = False  # a call has completed (or it fell back): its compile is done
-
 
 
 #: The most stack tops the hot path remembers per object (a scope made anew in a loop
@@ -297,14 +291,7 @@ class CompileState:
             if user_error:
                 raise error
             self.record(variant, error, fell_back=True)
-            raise PartialCompileError(
-                f"{self.name()}: compiling a later graph failed after compiled graphs of "
-                "this call had already run (a graph break splits the call); re-running it "
-                "eagerly would repeat their side effects, so this call raises. Later calls "
-                f"run eagerly for {variant.key.describe()}. Compile the whole step "
-                "(forward, backward, optimizer step) as one graph, or fix the graph break "
-                f"(TORCH_LOGS=graph_breaks). Compiler error: {type(error).__name__}"
-            ) from error
+            raise partial_compile_error(self.name(), variant.key, error) from error
         # Nothing of this call ran compiled, so the eager run is the judge: if it fails too,
         # the error is the user's own and propagates, with no fallback recorded.
         out = self.target(*args, **kwargs)
@@ -335,43 +322,13 @@ class CompileState:
                 self.ready.clear()  # refilled lazily, never with this variant
         if fell_back:
             self.mark_warm(variant)  # it will not compile again
-        if not newly_fallen_back:
-            if first:
-                logger.info("%s: compile failed for %s (%s); fallback='raise' re-raises",
-                            self.name(), variant.key.describe(), _summary(error))
-            return
-        logger.warning(
-            "%s: compile failed for %s (%s); this object runs eagerly for these options",
-            self.name(), variant.key.describe(), _summary(error),
-        )
-        logger.debug("%s: the compile error", self.name(), exc_info=error)
-        # Before the warning, which the user's filters may turn into an error.
-        compile_events.emit("fell back", self.name(), variant.key.describe(), _summary(error))
-        warnings.warn(
-            f"{self.name()}: compile failed ({_summary(error)}); running eagerly for "
-            f"{variant.key.describe()} on this object only",
-            CompileFallbackWarning,
-            stacklevel=_outside_this_module(),
-        )
+        if newly_fallen_back or first:
+            report_failure(self.name(), variant.key, error, fell_back=newly_fallen_back)
 
     def warn_skipped(self, variant: _Variant, why: str) -> None:
         self.warned_skipped = True
-        message = (
-            f"{self.name()}: the policy says compile ({variant.key.describe()}), but Dynamo "
-            f"ran this call without compiled code {why} (recompile limit hit? see "
-            "TORCH_LOGS=recompiles and torch._dynamo.config.accumulated_recompile_limit)"
-        )
-        if self.graph_runs is not SHARED_GRAPH_RUNS and "another object" in why:
-            # torch 2.13 counts every compile of a code object, for good (dropped objects'
-            # too, freed cache entries too); objects made anew can share one compile instead.
-            message += ("; objects of the same code made anew (a population) can share one "
-                        "compile with isolate_recompiles=False")
-        logger.warning(message)
-        compile_events.emit(
-            "skipped", self.name(), variant.key.describe(),
-            "Dynamo ran calls without compiled code (recompile limit hit?)",
-        )
-        warnings.warn(message, CompileSkippedWarning, stacklevel=_outside_this_module())
+        report_skipped(self.name(), variant.key, why,
+                       isolated=self.graph_runs is not SHARED_GRAPH_RUNS)
 
     # -- introspection ----------------------------------------------------------------------
     def stats(self) -> CompileStats:
@@ -394,7 +351,6 @@ class CompileState:
 
     def name(self) -> str:
         return f"policy_compiled({_name_of(self.target)})"
-
 
 
 def _weak_graph_compiled(state: CompileState, key: CompileOptions) -> Callable[[float, bool], None]:
@@ -422,35 +378,3 @@ def _code_of(target: object) -> object:
 
 def _name_of(target: object) -> str:
     return getattr(target, "__qualname__", None) or type(target).__name__
-
-
-#: Frames of this package (and of the generated hot path, see hot_path.HOT_PATH_FILE) are
-#: skipped when a warning is attributed to the user's call.
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-_HOT_PATH_PREFIX = "<policy_compiled hot path"
-
-
-def _outside_this_module() -> int:
-    """``stacklevel`` for a warning raised in the caller: the first frame outside this
-    package (the user's call), whichever path (fast, slow, failure) led here."""
-    frame, level = sys._getframe(1), 1
-    while frame.f_back is not None and _in_this_package(frame.f_code.co_filename):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
-def _in_this_package(filename: str) -> bool:
-    return filename.startswith((_PACKAGE_DIR, _HOT_PATH_PREFIX))
-
-
-def _summary(error: BaseException) -> str:
-    """One line naming the compiler error and, for a backend failure, its cause."""
-    inner = getattr(error, "inner_exception", None) or error.__cause__
-    text = f"{type(error).__name__}"
-    if inner is not None:
-        text += f" from {type(inner).__name__}: {inner}"
-    else:
-        first_line = (str(error).strip().splitlines() or [""])[0]
-        text += f": {first_line}"
-    return text
-

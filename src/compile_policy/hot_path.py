@@ -21,7 +21,7 @@ from .dynamo_frames import keep_dynamo_out
 from .policy import CompilePolicy
 from .policy_stack import pushed_top
 
-__all__ = ["HOT_PATH", "HOT_PATH_FILE", "make_hot_path"]
+__all__ = ["HOT_PATH", "HOT_PATH_FILE", "make_hot_path", "plain_parameters"]
 
 
 # The hot path, as source text. It is compiled once per object with the wrapped function's
@@ -70,31 +70,45 @@ _GENERIC = ("*args, **kwargs", "*args, **kwargs", "args, kwargs")
 
 
 def _hot_path_signature(target: object) -> tuple[str, str, str]:
-    """``(params, args, packed)`` to fill :data:`HOT_PATH` for ``target``.
+    """``(params, args, packed)`` to fill :data:`HOT_PATH` for ``target``: its own
+    parameters (see :func:`plain_parameters`), else ``*args, **kwargs``."""
+    plain = plain_parameters(target, _names_in_hot_path())
+    if plain is None:
+        return _GENERIC
+    params, args = plain
+    return params, args, f"({args}{',' if args else ''}), {{}}"
+
+
+def plain_parameters(target: object, reserved: frozenset[str]) -> tuple[str, str] | None:
+    """``(params, args)``: the parameter list and the call's argument list of a wrapper
+    generated with ``target``'s own parameters, or None where it needs ``*args, **kwargs``.
 
     Its own parameters where it is a plain function or bound method whose parameters are
-    all positional without defaults; keyword calls stay valid (binding is the same) and a
-    wrong call gets Python's own TypeError. Anything else (defaults, ``*args``, keyword-only
+    all positional without defaults, none named like one of ``reserved`` (the names the
+    generated code uses); keyword calls stay valid (binding is the same) and a wrong call
+    gets Python's own TypeError. Anything else (defaults, ``*args``, keyword-only
     parameters, modules, whose hooks see how arguments were passed) is generic.
+
+        >>> plain_parameters(lambda x, y, /: 0, frozenset())
+        ('x, y, /', 'x, y')
     """
     function = target.__func__ if isinstance(target, types.MethodType) else target
     bound = function is not target
     if not isinstance(function, types.FunctionType) or function.__defaults__:
-        return _GENERIC
+        return None
     code = function.__code__
     if code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS) or code.co_kwonlyargcount:
-        return _GENERIC
+        return None
     names = code.co_varnames[: code.co_argcount]
     if bound:
         names = names[1:]  # `self` is already in the method
-    if not _names_in_hot_path().isdisjoint(names):
-        return _GENERIC
+    if not reserved.isdisjoint(names):
+        return None
     positional_only = code.co_posonlyargcount - bound
     params = list(names)
     if positional_only > 0:
         params.insert(positional_only, "/")
-    args = ", ".join(names)
-    return ", ".join(params), args, f"({args}{',' if names else ''}), {{}}"
+    return ", ".join(params), ", ".join(names)
 
 
 @functools.lru_cache(maxsize=256)
@@ -156,7 +170,6 @@ def make_hot_path(
     call._torchdynamo_inline = traced_call
     call._policy_state = state
     return call
-
 
 
 def _is_module(obj: object) -> bool:

@@ -147,6 +147,8 @@ class PolicyCompiledModule(nn.Module, Generic[M]):
             self._orig_mod.training = value
 
     def __getattr__(self, name: str) -> Any:
+        """What the wrapper lacks comes from the wrapped module, as on ``torch.compile(module)``:
+        ``policy_compiled(nn.Linear(4, 4)).weight`` is the Linear's weight."""
         module = vars(self).get("_orig_mod")
         if module is None:  # while unpickling, before __init__ ran
             raise AttributeError(name)
@@ -165,6 +167,7 @@ class PolicyCompiledModule(nn.Module, Generic[M]):
             delattr(self._orig_mod, name)
 
     def __dir__(self) -> list[str]:
+        """The wrapped module's names and the wrapper's own."""
         return sorted(set(dir(self._orig_mod)) | set(super().__dir__()))  # type: ignore[no-untyped-call]
 
     def __repr__(self) -> str:

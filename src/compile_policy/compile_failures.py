@@ -1,0 +1,104 @@
+"""How a compile failure, or a call Dynamo ran without compiled code, is told to the user.
+
+Each is said three ways, in this order: the ``compile_policy`` logger, an event for the
+observers of :mod:`compile_policy.compile_events` (the pytest run report), and a warning of
+this package's own category attributed to the user's call (the first frame outside this
+package), which the user's filters may turn into an error. What fell back, and the counters,
+stay in :mod:`compile_policy.compile_state`.
+
+    >>> summary(RuntimeError("no kernel for this op\\nmore detail"))
+    'RuntimeError: no kernel for this op'
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from typing import TYPE_CHECKING
+
+from . import compile_events
+from .errors import CompileFallbackWarning, CompileSkippedWarning, PartialCompileError
+from .log import logger
+
+if TYPE_CHECKING:
+    from .variants import CompileOptions
+
+__all__ = ["partial_compile_error", "report_failure", "report_skipped", "summary"]
+
+
+def report_failure(name: str, key: CompileOptions, error: BaseException, *, fell_back: bool) -> None:
+    """The first failure of ``key``'s variant of ``name``: a fallback (warned) or, under
+    ``fallback="raise"``, an error the call re-raises (logged at INFO only)."""
+    if not fell_back:
+        logger.info("%s: compile failed for %s (%s); fallback='raise' re-raises",
+                    name, key.describe(), summary(error))
+        return
+    logger.warning("%s: compile failed for %s (%s); this object runs eagerly for these options",
+                   name, key.describe(), summary(error))
+    logger.debug("%s: the compile error", name, exc_info=error)
+    # Before the warning, which the user's filters may turn into an error.
+    compile_events.emit("fell back", name, key.describe(), summary(error))
+    warnings.warn(
+        f"{name}: compile failed ({summary(error)}); running eagerly for {key.describe()} on "
+        "this object only",
+        CompileFallbackWarning,
+        stacklevel=_user_stacklevel(),
+    )
+
+
+def partial_compile_error(name: str, key: CompileOptions, error: BaseException) -> PartialCompileError:
+    """The error of a call whose later graph failed after earlier graphs of it had run."""
+    return PartialCompileError(
+        f"{name}: compiling a later graph failed after compiled graphs of this call had "
+        "already run (a graph break splits the call); re-running it eagerly would repeat "
+        f"their side effects, so this call raises. Later calls run eagerly for "
+        f"{key.describe()}. Compile the whole step (forward, backward, optimizer step) as one "
+        f"graph, or fix the graph break (TORCH_LOGS=graph_breaks). Compiler error: "
+        f"{type(error).__name__}"
+    )
+
+
+def report_skipped(name: str, key: CompileOptions, why: str, *, isolated: bool) -> None:
+    """Dynamo ran a call of ``name`` without compiled code although graphs were expected
+    (``why``); ``isolated``: the object keeps a Dynamo cache of its own."""
+    message = (
+        f"{name}: the policy says compile ({key.describe()}), but Dynamo ran this call "
+        f"without compiled code {why} (recompile limit hit? see TORCH_LOGS=recompiles and "
+        "torch._dynamo.config.accumulated_recompile_limit)"
+    )
+    if isolated and "another object" in why:
+        # torch 2.13 counts every compile of a code object, for good (dropped objects'
+        # too, freed cache entries too); objects made anew can share one compile instead.
+        message += ("; objects of the same code made anew (a population) can share one "
+                    "compile with isolate_recompiles=False")
+    logger.warning(message)
+    compile_events.emit("skipped", name, key.describe(),
+                        "Dynamo ran calls without compiled code (recompile limit hit?)")
+    warnings.warn(message, CompileSkippedWarning, stacklevel=_user_stacklevel())
+
+
+def summary(error: BaseException) -> str:
+    """One line naming the compiler error and, for a backend failure, its cause."""
+    inner = getattr(error, "inner_exception", None) or error.__cause__
+    if inner is not None:
+        return f"{type(error).__name__} from {type(inner).__name__}: {inner}"
+    first_line = (str(error).strip().splitlines() or [""])[0]
+    return f"{type(error).__name__}: {first_line}"
+
+
+#: Frames of this package (and of the generated hot path, see hot_path.HOT_PATH_FILE) are
+#: skipped when a warning is attributed to the user's call.
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_HOT_PATH_PREFIX = "<policy_compiled hot path"
+
+
+def _user_stacklevel() -> int:
+    """``stacklevel`` for a warning raised by the caller: the first frame outside this
+    package (the user's call), whichever path (fast, slow, failure) led here."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(
+        (_PACKAGE_DIR, _HOT_PATH_PREFIX)
+    ):
+        frame, level = frame.f_back, level + 1
+    return level
