@@ -119,6 +119,9 @@ def call_overhead(quick: bool) -> list[Row]:
             median(eager["force_eager"]), "ns", "plain tiny()", ratio(eager, "force_eager", "plain")),
         Row("eager path: policy_compiled(tiny) disabled vs force_eager", r_stance, "x",
             'torch.compile(tiny), "force_eager"', r_stance, claims.DISABLED_VS_FORCE_EAGER),
+        # What no wrapper can beat: the plain function itself (the claim's floor on this machine).
+        Row("eager path: floor, plain tiny() vs force_eager", ratio(eager, "plain", "force_eager"),
+            "x", 'torch.compile(tiny), "force_eager"', ratio(eager, "plain", "force_eager")),
         Row("eager path: floor, a bare Python wrapper object", median(eager["bare"]), "ns",
             "plain tiny()", ratio(eager, "bare", "plain")),
     ]

@@ -144,9 +144,11 @@ def governance_cost(quick: bool) -> list[Row]:
     rows.append(Row("governance: torch.compile(tiny), governed, compiled before, no scope",
                     median(compiled["governed, compiled before"]), "ns", "not governed",
                     ratio(compiled, "governed, compiled before", "ungoverned")))
-    for name in (same, "a second torch.compile of the same code, not governed"):
-        rows.append(Row(f"governance: {name} (A/A, nothing governed)", median(compiled[name]),
-                        "ns", "not governed", ratio(compiled, name, "ungoverned")))
+    rows.append(Row(f"governance: {same} (A/A: another compiled function)",
+                    median(compiled[same]), "ns", "not governed", ratio(compiled, same, "ungoverned")))
+    name = "a second torch.compile of the same code, not governed"  # torch's BACKEND_MATCH check
+    rows.append(Row(f"governance: {name}", median(compiled[name]), "ns", "not governed",
+                    ratio(compiled, name, "ungoverned")))
     rows.append(Row("governance: 10 x plain tiny()", median(eager["plain"]), "ns"))
     r = ratio(eager, "force_eager", "plain")
     rows.append(Row('governance: 10 x torch.compile(tiny), set_stance("force_eager")',
