@@ -222,6 +222,11 @@ def _keywords(a: Any, b: Any, c: Any = 2, *, d: Any = 1) -> Any:
     return a + b * c + d
 
 
+class _Holder:
+    def scale(self, a: Any, b: Any) -> Any:
+        return a * b + 1
+
+
 @pytest.mark.parametrize(
     ("function", "args", "kwargs"),
     [
@@ -229,8 +234,9 @@ def _keywords(a: Any, b: Any, c: Any = 2, *, d: Any = 1) -> Any:
         (lambda a, /, b: a - b, (ones(2), ones(2) * 3), {}),  # positional-only
         (_positional, (ones(2), ones(2), ones(2) * 2), {}),  # a reserved name: generic
         (_keywords, (ones(2),), {"b": ones(2), "d": ones(2)}),  # defaults, keyword-only
+        (_Holder().scale, (ones(2),), {"b": ones(2) * 3}),  # a bound method: without self
     ],
-    ids=["plain", "positional-only", "reserved-names", "defaults"],
+    ids=["plain", "positional-only", "reserved-names", "defaults", "bound-method"],
 )
 def test_the_shortcut_takes_every_call_the_function_takes_in_both_contexts(
     governed: None, counting: CountingBackend, function: Any, args: tuple[Any, ...],
@@ -592,3 +598,19 @@ def test_without_governance_plain_torch_compile_is_untouched_in_a_fresh_interpre
         [sys.executable, "-c", textwrap.dedent(code)], env={"COMPILE_POLICY": "off"}, timeout=120
     )
     assert "UNTOUCHED" in result.stdout, result.stderr
+
+
+def test_generated_frames_show_their_source_and_warnings_skip_them(governed: None) -> None:
+    from compile_policy import compile_failures, hot_path
+
+    generated = (hot_path.HOT_PATH_FILE.format(" (x)"), governance.SHORTCUT_FILE.format("x"))
+    assert all(name.startswith(compile_failures.GENERATED_PREFIXES) for name in generated)
+
+    def fails(t: torch.Tensor) -> torch.Tensor:
+        raise ValueError("the user's own error")
+
+    fn = torch.compile(fails, backend="eager")
+    with compile_disabled(), pytest.raises(ValueError) as caught:
+        fn(ones(1))
+    [shortcut] = [e for e in caught.traceback if str(e.path).startswith("<governed torch.compile")]
+    assert "return fn(t)" in str(shortcut.statement)  # the line, from linecache

@@ -28,8 +28,9 @@ __all__ = ["partial_compile_error", "report_failure", "report_skipped", "summary
 
 
 def report_failure(name: str, key: CompileOptions, error: BaseException, *, fell_back: bool) -> None:
-    """The first failure of ``key``'s variant of ``name``: a fallback (warned) or, under
-    ``fallback="raise"``, an error the call re-raises (logged at INFO only)."""
+    """A failure of ``key``'s variant of ``name`` that changes what it does: its fallback
+    (warned, once per variant), or its first failure under ``fallback="raise"``, an error the
+    call re-raises (logged at INFO only)."""
     if not fell_back:
         logger.info("%s: compile failed for %s (%s); fallback='raise' re-raises",
                     name, key.describe(), summary(error))
@@ -87,10 +88,11 @@ def summary(error: BaseException) -> str:
     return f"{type(error).__name__}: {first_line}"
 
 
-#: Frames of this package (and of the generated hot path, see hot_path.HOT_PATH_FILE) are
-#: skipped when a warning is attributed to the user's call.
+#: Frames of this package and of its generated functions (hot_path.HOT_PATH_FILE,
+#: governance.SHORTCUT_FILE; a test keeps these prefixes equal to them) are skipped when a
+#: warning is attributed to the user's call.
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-_HOT_PATH_PREFIX = "<policy_compiled hot path"
+GENERATED_PREFIXES = ("<policy_compiled hot path", "<governed torch.compile")
 
 
 def _user_stacklevel() -> int:
@@ -98,7 +100,7 @@ def _user_stacklevel() -> int:
     package (the user's call), whichever path (fast, slow, failure) led here."""
     frame, level = sys._getframe(1), 1
     while frame.f_back is not None and frame.f_code.co_filename.startswith(
-        (_PACKAGE_DIR, _HOT_PATH_PREFIX)
+        (_PACKAGE_DIR, *GENERATED_PREFIXES)
     ):
         frame, level = frame.f_back, level + 1
     return level

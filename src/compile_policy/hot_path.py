@@ -102,8 +102,8 @@ def plain_parameters(target: object, reserved: frozenset[str]) -> tuple[str, str
     names = code.co_varnames[: code.co_argcount]
     if bound:
         names = names[1:]  # `self` is already in the method
-    if not reserved.isdisjoint(names):
-        return None
+    if not reserved.isdisjoint(names) or not all(name.isidentifier() for name in names):
+        return None  # a name made by hand (code.replace) is never pasted into source
     positional_only = code.co_posonlyargcount - bound
     params = list(names)
     if positional_only > 0:
