@@ -25,12 +25,12 @@ on import.
 from __future__ import annotations
 
 import functools
-import linecache
 import threading
 import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .generated_code import compile_source, names_used, plain_parameters
 from .policy_stack import default_frame, pushed_top
 
 if TYPE_CHECKING:
@@ -252,20 +252,13 @@ def _shortcut_factory(params: str, args: str) -> Callable[..., Callable[..., Any
     """``make(compile_wrapper, fn, set_eval_frame)`` for one parameter list, in this module's
     globals (it reads ``_FOLLOWS_TORCH`` and ``_INSTALLED`` as they change)."""
     source = _SHORTCUT.format(params=params, args=args)
-    filename = SHORTCUT_FILE.format(params)
-    # So that tracebacks and pdb through the shortcut show its lines, as for the hot path.
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    namespace: dict[str, Any] = {}
-    exec(compile(source, filename, "exec"), globals(), namespace)
-    return namespace["make"]  # type: ignore[no-any-return]
+    return types.FunctionType(compile_source(source, SHORTCUT_FILE.format(params)), globals())
 
 
 @functools.cache
 def _names_in_shortcut() -> frozenset[str]:
     """Names the shortcut uses itself: a parameter named like one would shadow it."""
-    make = _shortcut_factory("", "")
-    [code] = (c for c in make.__code__.co_consts if isinstance(c, types.CodeType))
-    return frozenset(code.co_names + code.co_varnames + code.co_freevars)
+    return names_used(_shortcut_factory("", "").__code__)
 
 
 def _eager_shortcut(compile_wrapper: Callable[..., Any], set_eval_frame: Any) -> Callable[..., Any]:
@@ -278,8 +271,6 @@ def _eager_shortcut(compile_wrapper: Callable[..., Any], set_eval_frame: Any) ->
     nothing else. Dynamo, tracing a caller, sees the same attributes as on compile_wrapper
     (it inlines ``_torchdynamo_inline``); ``innermost_fn`` follows ``_torchdynamo_orig_callable``.
     """
-    from .hot_path import plain_parameters  # policy_compiled's machinery: not at install
-
     fn = compile_wrapper._torchdynamo_orig_callable  # type: ignore[attr-defined]
     signature = plain_parameters(fn, _names_in_shortcut()) or _GENERIC
     governed: Any = _shortcut_factory(*signature)(compile_wrapper, fn, set_eval_frame)

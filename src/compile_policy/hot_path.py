@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import builtins
 import functools
-import inspect
-import linecache
 import sys
 import types
 from collections.abc import Callable, Mapping
@@ -18,10 +16,11 @@ from typing import Any
 
 from .compile_state import CompileState
 from .dynamo_frames import keep_dynamo_out
+from .generated_code import compile_source, names_used, plain_parameters
 from .policy import CompilePolicy
 from .policy_stack import pushed_top
 
-__all__ = ["HOT_PATH", "HOT_PATH_FILE", "make_hot_path", "plain_parameters"]
+__all__ = ["HOT_PATH", "HOT_PATH_FILE", "make_hot_path"]
 
 
 # The hot path, as source text. It is compiled once per object with the wrapped function's
@@ -71,7 +70,8 @@ _GENERIC = ("*args, **kwargs", "*args, **kwargs", "args, kwargs")
 
 def _hot_path_signature(target: object) -> tuple[str, str, str]:
     """``(params, args, packed)`` to fill :data:`HOT_PATH` for ``target``: its own
-    parameters (see :func:`plain_parameters`), else ``*args, **kwargs``."""
+    parameters (see :func:`~compile_policy.generated_code.plain_parameters`), else
+    ``*args, **kwargs``."""
     plain = plain_parameters(target, _names_in_hot_path())
     if plain is None:
         return _GENERIC
@@ -79,47 +79,11 @@ def _hot_path_signature(target: object) -> tuple[str, str, str]:
     return params, args, f"({args}{',' if args else ''}), {{}}"
 
 
-def plain_parameters(target: object, reserved: frozenset[str]) -> tuple[str, str] | None:
-    """``(params, args)``: the parameter list and the call's argument list of a wrapper
-    generated with ``target``'s own parameters, or None where it needs ``*args, **kwargs``.
-
-    Its own parameters where it is a plain function or bound method whose parameters are
-    all positional without defaults, none named like one of ``reserved`` (the names the
-    generated code uses); keyword calls stay valid (binding is the same) and a wrong call
-    gets Python's own TypeError. Anything else (defaults, ``*args``, keyword-only
-    parameters, modules, whose hooks see how arguments were passed) is generic.
-
-        >>> plain_parameters(lambda x, y, /: 0, frozenset())
-        ('x, y, /', 'x, y')
-    """
-    function = target.__func__ if isinstance(target, types.MethodType) else target
-    bound = function is not target
-    if not isinstance(function, types.FunctionType) or function.__defaults__:
-        return None
-    code = function.__code__
-    if code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS) or code.co_kwonlyargcount:
-        return None
-    names = code.co_varnames[: code.co_argcount]
-    if bound:
-        names = names[1:]  # `self` is already in the method
-    if not reserved.isdisjoint(names) or not all(name.isidentifier() for name in names):
-        return None  # a name made by hand (code.replace) is never pasted into source
-    positional_only = code.co_posonlyargcount - bound
-    params = list(names)
-    if positional_only > 0:
-        params.insert(positional_only, "/")
-    return ", ".join(params), ", ".join(names)
-
-
 @functools.lru_cache(maxsize=256)
 def _hot_path_code(params: str, args: str, packed: str) -> types.CodeType:
     """The hot path compiled for one parameter list (each list once: compiling takes 0.2 ms)."""
     source = HOT_PATH.format(params=params, args=args, packed=packed)
-    filename = HOT_PATH_FILE.format(f" ({params})")
-    # So that tracebacks through the hot path show its lines (one entry per parameter list).
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    module = compile(source, filename, "exec")
-    [code] = (c for c in module.co_consts if isinstance(c, types.CodeType))
+    code = compile_source(source, HOT_PATH_FILE.format(f" ({params})"))
     keep_dynamo_out(code)
     return code
 
@@ -127,8 +91,7 @@ def _hot_path_code(params: str, args: str, packed: str) -> types.CodeType:
 @functools.cache
 def _names_in_hot_path() -> frozenset[str]:
     """Names the hot path uses itself: a parameter named like one would shadow it."""
-    code = _hot_path_code("", "", "")
-    return frozenset(code.co_names + code.co_varnames)
+    return names_used(_hot_path_code("", "", ""))
 
 
 def make_hot_path(
