@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     _Frozen = tuple[Any, ...]
 
-__all__ = ["FrozenOptions", "freeze"]
+__all__ = ["FrozenOptions", "by_identity_if_unhashable", "freeze"]
 
 # A frozen value is a tagged tuple: ("atom", value) for a hashable value kept as it is;
 # ("object", value) for any other object, used as is and compared by identity (it cannot be
@@ -89,6 +89,26 @@ class _Identity:
 
     def __hash__(self) -> int:
         return id(self.obj)
+
+
+def by_identity_if_unhashable(value: object) -> object:
+    """``value`` as a part of a table's key: itself where hashable, else by identity (a
+    ``@dataclass`` instance or any object with ``__eq__`` and no ``__hash__`` as a callable
+    backend, which ``torch.compile`` takes).
+
+        >>> import dataclasses
+        >>> @dataclasses.dataclass
+        ... class Backend:
+        ...     def __call__(self, gm, example_inputs): return gm.forward
+        >>> b = Backend()
+        >>> by_identity_if_unhashable(b) == by_identity_if_unhashable(b) != by_identity_if_unhashable(Backend())
+        True
+    """
+    try:
+        hash(value)
+    except TypeError:
+        return _Identity(value)
+    return value
 
 
 def _key(frozen: _Frozen) -> object:

@@ -22,6 +22,7 @@ import types
 from contextvars import ContextVar, Token
 
 from .errors import PolicyError, ScopeError
+from .option_values import by_identity_if_unhashable
 
 # typing.TYPE_CHECKING without importing typing (see __init__.py)
 TYPE_CHECKING = False
@@ -99,7 +100,8 @@ class _Frame:
                 if _sets_compile_arguments(frame.layer):
                     p = frame.effective
                     # A policy's options are already deep-frozen: a hashable key as they are.
-                    key = (p.backend, p.mode, p.fullgraph, p.dynamic, p.options)
+                    backend = by_identity_if_unhashable(p.backend)
+                    key = (backend, p.mode, p.fullgraph, p.dynamic, p.options)
                 # else compile_enabled()/compile_disabled(): the same arguments as below.
                 frame._overrides = key
         return key

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 from .dynamo_frames import keep_dynamo_out_of_pending
 from .errors import PolicyError
+from .option_values import by_identity_if_unhashable
 
 __all__ = ["CompileOptions", "GraphRuns", "build_variant", "compiler_errors", "user_error_at_trace"]
 
@@ -35,6 +36,24 @@ class CompileOptions(NamedTuple):
     fullgraph: bool
     dynamic: bool | None
     options: object  # the options mapping made hashable (see policy.freeze)
+
+    # A callable backend need not be hashable (a @dataclass instance): such a one is a key
+    # by identity, as CompilePolicy compares it. Equal to a CompileOptions only; __ne__ too,
+    # as tuple's would not follow this __eq__.
+    def _as_key(self) -> tuple[object, ...]:
+        return (by_identity_if_unhashable(self.backend), *self[1:])
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CompileOptions):
+            return NotImplemented
+        return self._as_key() == other._as_key()
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:
+        return hash(self._as_key())
 
     def describe(self) -> str:
         """The arguments as the warnings and reports print them: ``backend='eager', mode=None, ...``."""
