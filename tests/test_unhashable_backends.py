@@ -44,7 +44,9 @@ BACKENDS: list[Callable[[], Any]] = [DataclassBackend, EqOnlyBackend]
 
 
 @pytest.mark.parametrize("make_backend", BACKENDS, ids=["dataclass", "eq_only"])
-def test_unhashable_backend_as_decorator_argument_compiles_once_and_runs(make_backend: Callable[[], Any]) -> None:
+def test_unhashable_backend_as_decorator_argument_compiles_once_and_runs(
+    make_backend: Callable[[], Any],
+) -> None:
     backend = make_backend()
     step = policy_compiled(lambda x: x + 1, backend=backend)
     for _ in range(3):
@@ -54,7 +56,9 @@ def test_unhashable_backend_as_decorator_argument_compiles_once_and_runs(make_ba
 
 
 @pytest.mark.parametrize("make_backend", BACKENDS, ids=["dataclass", "eq_only"])
-def test_unhashable_backend_as_scope_field_compiles_once_and_runs(make_backend: Callable[[], Any]) -> None:
+def test_unhashable_backend_as_scope_field_compiles_once_and_runs(
+    make_backend: Callable[[], Any],
+) -> None:
     backend = make_backend()
     step = policy_compiled(lambda x: x * 2, backend="eager")
     for scope in (compile_enabled(backend=backend), use_policy(CompilePolicy(backend=backend))):

@@ -2,8 +2,10 @@
 
 Each instance (each agent) gets its own variants, recompile budget, counters and fallbacks,
 made on first access and kept in the instance's ``__dict__``, so that later accesses are a
-plain attribute read. Copies and pickles leave it out (as ``nn.Module.__getstate__`` leaves
-out ``module.compile()``'s): a copy gets its own on first access, never its original's.
+plain attribute read. A method an instance's class overrides (reached through ``super()``)
+keeps its object aside, per defining class, so that it never shadows the override. Copies
+and pickles leave them out (as ``nn.Module.__getstate__`` leaves out ``module.compile()``'s):
+a copy gets its own on first access, never its original's.
 
     >>> class Agent(torch.nn.Module):
     ...     @policy_compiled(backend="inductor")
@@ -65,13 +67,43 @@ class PerInstance:
                 "object in; allowed: a class with __dict__, or policy_compiled(obj.method) "
                 "per instance"
             )
+        state = instance.__dict__
+        bound: Any = state.get(self._attr_name)
+        if self._made(bound):
+            return bound
+        # Not the attribute the instance's class finds (an override's `super().act`): kept
+        # aside, per defining class, never under the name, which would shadow the override.
+        aside = state.get(OVERRIDDEN)
+        if aside is not None and (bound := aside.get(self)) is not None:
+            return bound
         with self._lock:  # two threads' first accesses must not make two objects
-            bound = instance.__dict__.get(self._attr_name)
-            if not _is_compiled(bound):
-                bound = self._make(self.__wrapped__.__get__(instance, owner))
+            return self._make_for(instance, owner)
+
+    def _make_for(self, instance: Any, owner: type | None) -> Any:
+        state = instance.__dict__
+        name = self._attr_name
+        assert name is not None
+        if _finds(type(instance), name) is self:
+            bound = state.get(name)
+            if not self._made(bound):
+                bound = self._new_bound(instance, owner)
                 # Shadows this (non-data) descriptor: later accesses are a plain attribute read.
-                instance.__dict__[self._attr_name] = bound
+                state[name] = bound
+            return bound
+        aside = state.setdefault(OVERRIDDEN, {})
+        bound = aside.get(self)
+        if bound is None:
+            bound = aside[self] = self._new_bound(instance, owner)
         return bound
+
+    def _new_bound(self, instance: object, owner: type | None) -> PolicyCompiled[..., Any]:
+        bound = self._make(self.__wrapped__.__get__(instance, owner))
+        bound._policy_defined_by = self  # type: ignore[attr-defined]
+        return bound
+
+    def _made(self, value: object) -> bool:
+        """Whether ``value`` is a compiled object this descriptor made (not an override's)."""
+        return getattr(value, "_policy_defined_by", None) is self
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """A call through the class (``Agent.act(agent, x)``): one object for all of them."""
@@ -104,6 +136,19 @@ class PerInstance:
 
     def __repr__(self) -> str:
         return f"<policy_compiled method {self.__wrapped__.__qualname__}, one per instance>"
+
+
+#: The instance ``__dict__`` key of the compiled objects of overridden methods (reached
+#: through ``super()``), by their descriptor: one per (instance, defining class).
+OVERRIDDEN = "_policy_compiled_overridden"
+
+
+def _finds(cls: type, name: str) -> object:
+    """What an instance of ``cls`` finds as ``name`` in its class (first in the MRO)."""
+    for klass in cls.__mro__:
+        if name in vars(klass):
+            return vars(klass)[name]
+    return None
 
 
 def _get_while_traced(self: PerInstance, instance: object, owner: type | None = None) -> Any:
@@ -182,9 +227,13 @@ def _without_compiled(state: Any, names: set[str]) -> Any:
     instance's own ``__dict__``, which the default state is)."""
     if isinstance(state, tuple) and len(state) == 2 and isinstance(state[0], dict | None):
         return (_without_compiled(state[0], names), state[1])
-    if not isinstance(state, dict) or not any(_is_compiled(state.get(n)) for n in names):
+    if not isinstance(state, dict) or not (
+        OVERRIDDEN in state or any(_is_compiled(state.get(n)) for n in names)
+    ):
         return state
-    return {k: v for k, v in state.items() if not (k in names and _is_compiled(v))}
+    return {
+        k: v for k, v in state.items() if k != OVERRIDDEN and not (k in names and _is_compiled(v))
+    }
 
 
 def _is_compiled(value: object) -> bool:
