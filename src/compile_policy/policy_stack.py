@@ -38,6 +38,9 @@ TORCH_ENV_VAR = "TORCH_COMPILE_DISABLE"
 TORCH_DISABLES = "1"
 
 
+_NO_EXITS: frozenset[int] = frozenset()
+
+
 class _Frame:
     """One pushed scope: immutable once made, except for two caches filled on first use and
     ``token``, the :class:`~contextvars.Token` of its current push.
@@ -50,8 +53,8 @@ class _Frame:
     """
 
     __slots__ = (
-        "_effective", "_overrides", "below", "enabled", "layer", "owner", "route", "token",
-        "where",
+        "_effective", "_overrides", "below", "by_with", "code", "enabled", "exits", "layer",
+        "offset", "owner", "route", "token", "where",
     )
 
     def __init__(
@@ -72,6 +75,13 @@ class _Frame:
         self._effective: CompilePolicy | None = None
         self._overrides: tuple[object, ...] | None = None
         self.token: Token[_Frame | None] | None = None
+        # A scope's frames (scopes.py): the code and offset `where` says, read by every
+        # enter; whether a plain function's `with` statement pushed it, and the offsets of
+        # the exits known to be its enter's (see scope_sites.py). None for other pushes.
+        self.code: types.CodeType | None = None
+        self.offset = -1
+        self.by_with = False
+        self.exits: set[int] | frozenset[int] = _NO_EXITS
 
     # Both caches are filled by walking down to the nearest frame that has one and back up,
     # in a loop: a stack may be 10,000 scopes deep (an ExitStack, a recursion with one `with`
@@ -247,8 +257,9 @@ def push(layer: CompilePolicy, owner: object, where: object) -> _Frame:
 reset_to = _STACK.reset
 
 
-def pop(owner: object, error: BaseException | None = None) -> None:
-    """Pop the innermost frame ``owner`` pushed in this thread/task.
+def pop(owner: object, error: BaseException | None = None, mine: _Frame | None = None) -> None:
+    """Pop the innermost frame ``owner`` pushed in this thread/task (or ``mine``, the frame
+    of ``owner``'s that this exit belongs to, where the caller found it).
 
     An exit that is not the innermost one's (a scope entered inside it was never exited)
     restores what ``owner``'s enter replaced; an exit in a context that did not push the
@@ -258,7 +269,9 @@ def pop(owner: object, error: BaseException | None = None) -> None:
     """
     top = _STACK.get()
     frame, inside = top, []
-    while frame is not None and frame.owner is not owner:
+    while frame is not None:
+        if frame is mine or (mine is None and frame.owner is owner):
+            break
         inside.append(frame)
         frame = frame.below
     problem = None

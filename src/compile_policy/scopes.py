@@ -22,6 +22,7 @@ from sys import _getframe
 from . import policy_stack as _stack
 from .errors import PolicyError
 from .policy_stack import _Frame, caller_location, pushed_top, reset_to, set_top
+from .scope_sites import enter_site, paired_frame
 
 # typing.TYPE_CHECKING without importing typing (see __init__.py)
 TYPE_CHECKING = False
@@ -87,26 +88,48 @@ class PolicyScope:
             frame = self._free.pop()
         except IndexError:  # first use, nested in itself, or in use by other threads
             frame = self._new_frame(top, caller)
-        else:
-            where: Any = frame.where  # (code, offset) of the `with` that pushed it
-            if frame.below is not top or where[1] != caller.f_lasti or where[0] is not caller.f_code:
+        else:  # the same stack below, from the same place (the `with` that pushed it)?
+            if frame.below is not top or frame.offset != caller.f_lasti or frame.code is not caller.f_code:
                 frame = self._new_frame(top, caller)
         frame.token = set_top(frame)
 
     def _new_frame(self, top: _Frame | None, caller: Any) -> _Frame:
-        return _Frame(top, self._layer, self, (caller.f_code, caller.f_lasti))
+        code, offset = caller.f_code, caller.f_lasti
+        frame = _Frame(top, self._layer, self, (code, offset))
+        frame.code, frame.offset = code, offset
+        frame.by_with, frame.exits = enter_site(code, offset)
+        return frame
 
     def __exit__(self, exc_type: object, exc: BaseException | None, traceback: object) -> None:
         top = pushed_top()
-        if top is not None and top.owner is self:
-            try:
-                reset_to(top.token)  # type: ignore[arg-type]
-            except (ValueError, RuntimeError, TypeError):
-                pass  # not this context's push: _stack.pop says so
-            else:
-                self._free.append(top)
+        # A plain function's `with` statement exits the frame it pushed before any other
+        # exit of this scope can come (see scope_sites.py): anything else is looked into.
+        if top is None or top.owner is not self or not top.by_with:
+            top = self._exit_of(top, _getframe(1), exc)
+            if top is None:
                 return
-        _stack.pop(self, exc)  # a ScopeError saying what went wrong, unless exc is on its way
+        try:
+            reset_to(top.token)  # type: ignore[arg-type]
+        except (ValueError, RuntimeError, TypeError):
+            _stack.pop(self, exc, top)  # not this context's push: _stack.pop says so
+        else:
+            self._free.append(top)
+
+    def _exit_of(self, top: _Frame | None, caller: Any, exc: BaseException | None) -> _Frame | None:
+        """The innermost frame, where this exit (called from ``caller``) is its: by
+        ``ExitStack``, by hand, by a ``with`` in a generator. Else None, once ``_stack.pop``
+        has popped the frame it belongs to and said what went wrong (an enter left open
+        inside it), unless ``exc`` is on its way."""
+        if (
+            top is not None and top.owner is self and caller.f_lasti in top.exits
+            and top.code is caller.f_code
+        ):
+            return top  # the exit it had last time
+        mine = paired_frame(self, top, caller)
+        if mine is not None and mine is top:
+            return top
+        _stack.pop(self, exc, mine)
+        return None
 
     def __call__(self, fn: F) -> F:
         return self._decorate(fn, caller_location(1))
