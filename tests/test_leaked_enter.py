@@ -160,3 +160,21 @@ def test_a_generators_with_block_across_yields_exits_in_order() -> None:
         next(first)
         first.close()
     assert enabled() is True
+
+
+def test_an_enter_of_the_decorators_own_scope_left_open_in_the_body_raises() -> None:
+    @compile_disabled
+    def body() -> None:
+        compile_disabled().__enter__()
+
+    @compile_disabled
+    def steps() -> Iterator[int]:
+        compile_disabled().__enter__()
+        yield 1
+
+    with pytest.raises(ScopeError, match="exited out of order"):
+        body()
+    assert enabled() is True
+    with pytest.raises(ScopeError, match="exited out of order"):
+        list(steps())
+    assert enabled() is True

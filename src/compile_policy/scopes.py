@@ -143,8 +143,10 @@ class PolicyScope:
         return wrap_in_scope(
             fn,
             lambda: _stack.push(layer, self, location),
-            lambda _frame: _stack.pop(self),
-            lambda _frame, error: _stack.pop(self, error),
+            # Its own frame, not the innermost of this scope's: the body may have left an
+            # enter of this very (shared) scope open, which is a ScopeError.
+            lambda frame: _stack.pop(self, None, frame),
+            lambda frame, error: _stack.pop(self, error, frame),
         )
 
     def __repr__(self) -> str:
