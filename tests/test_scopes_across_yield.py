@@ -198,3 +198,24 @@ def test_a_scope_decorated_contextmanager_still_works() -> None:
         assert state() == (True, "inductor")
     assert entered == (False, "eager")
     assert inside == [(False, "eager")]
+
+
+def test_an_async_generator_finished_in_another_task_than_it_started_in() -> None:
+    closed_under: list[tuple[bool, Any]] = []
+
+    @compile_enabled(backend="eager")
+    async def stream() -> AsyncIterator[int]:
+        try:
+            yield 1
+            yield 2
+        finally:
+            closed_under.append(state())
+
+    async def main() -> None:
+        steps = stream()
+        await asyncio.create_task(steps.__anext__())  # a task (a context) of its own
+        await asyncio.create_task(steps.aclose())  # as an event loop's finalizer closes it
+
+    asyncio.run(main())
+    assert closed_under == [(True, "eager")]
+    assert state() == (True, None)

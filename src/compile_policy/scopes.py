@@ -143,11 +143,19 @@ class PolicyScope:
         return wrap_in_scope(
             fn,
             lambda: _stack.push(layer, self, location),
-            # Its own frame, not the innermost of this scope's: the body may have left an
-            # enter of this very (shared) scope open, which is a ScopeError.
-            lambda frame: _stack.pop(self, None, frame),
-            lambda frame, error: _stack.pop(self, error, frame),
+            self._leave_decorated,
+            self._leave_decorated,
         )
+
+    def _leave_decorated(self, frame: _Frame, error: BaseException | None = None) -> None:
+        """Pop the decorator's own frame (not the innermost of this scope's: the body may
+        have left an enter of this very, shared, scope open, a ScopeError). By value, not by
+        its token: a generator's last step, which pops it, may run in another context than
+        its first, which pushed it (an async generator closed by the event loop's finalizer)."""
+        if pushed_top() is frame:
+            set_top(frame.below)
+        else:
+            _stack.pop(self, error, frame)
 
     def __repr__(self) -> str:
         return self._label
