@@ -219,3 +219,21 @@ def test_an_async_generator_finished_in_another_task_than_it_started_in() -> Non
     asyncio.run(main())
     assert closed_under == [(True, "eager")]
     assert state() == (True, None)
+
+
+def test_an_async_generator_stepped_in_several_tasks_keeps_its_inner_scope() -> None:
+    @compile_enabled(backend="eager")
+    async def stream() -> AsyncIterator[tuple[bool, Any]]:
+        with compile_disabled():
+            yield state()
+            yield state()
+        yield state()
+
+    async def main() -> list[Any]:
+        steps = stream()
+        seen = [await asyncio.create_task(steps.__anext__()) for _ in range(3)]
+        await asyncio.create_task(steps.aclose())
+        return seen
+
+    assert asyncio.run(main()) == [(False, "eager"), (False, "eager"), (True, "eager")]
+    assert state() == (True, None)

@@ -116,19 +116,26 @@ class PolicyScope:
             self._free.append(top)
 
     def _exit_of(self, top: _Frame | None, caller: Any, exc: BaseException | None) -> _Frame | None:
-        """The innermost frame, where this exit (called from ``caller``) is its: by
-        ``ExitStack``, by hand, by a ``with`` in a generator. Else None, once ``_stack.pop``
-        has popped the frame it belongs to and said what went wrong (an enter left open
-        inside it), unless ``exc`` is on its way."""
-        if (
-            top is not None and top.owner is self and caller.f_lasti in top.exits
-            and top.code is caller.f_code
-        ):
-            return top  # the exit it had last time
-        mine = paired_frame(self, top, caller)
-        if mine is not None and mine is top:
-            return top
-        _stack.pop(self, exc, mine)
+        """The innermost frame, where an exit called by ``ExitStack`` or by hand (from
+        ``caller``) takes it, last in, first out. Else None, once this exit is done: a
+        ``with`` statement's exit of the frame it pushed popped, or ``_stack.pop`` has
+        popped the frame this exit belongs to and said what went wrong (an enter left
+        open inside it), unless ``exc`` is on its way."""
+        if not _is_with_exit_of(self, top, caller):
+            mine = paired_frame(self, top, caller)
+            if mine is None or mine is not top:
+                _stack.pop(self, exc, mine)
+                return None
+            if not _is_with_exit_of(self, top, caller):
+                return top
+        assert top is not None
+        try:
+            reset_to(top.token)  # type: ignore[arg-type]
+        except (ValueError, RuntimeError, TypeError):
+            # The token is another context's: a generator that entered in one task or
+            # thread and resumed in another. Its `with` still exits what it entered.
+            set_top(top.below)
+        self._free.append(top)
         return None
 
     def __call__(self, fn: F) -> F:
@@ -159,6 +166,15 @@ class PolicyScope:
 
     def __repr__(self) -> str:
         return self._label
+
+
+def _is_with_exit_of(scope: PolicyScope, frame: _Frame | None, caller: Any) -> bool:
+    """Whether ``caller`` is at an exit known to be that of the ``with`` statement that
+    pushed ``frame``, ``scope``'s (see scope_sites.py)."""
+    return (
+        frame is not None and frame.owner is scope and caller.f_lasti in frame.exits
+        and frame.code is caller.f_code
+    )
 
 
 #: The fields a scope may set: CompilePolicy's but ``enabled`` (a test checks they match;
