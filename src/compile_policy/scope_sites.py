@@ -17,9 +17,9 @@ is the inner one's). The source can:
   Any other exit (``ExitStack``, by hand) belongs to the innermost enter, last in, first out.
 
 Measured on CPython 3.10 (by line, ``co_lines``: a leak on the ``with`` statement's own line
-goes unnoticed there), 3.11, 3.12 and 3.13 (by ``co_positions``). A release that calls
-``__enter__`` through other instructions (3.14's CALL after LOAD_SPECIAL) takes the second
-way for every frame: slower, as right.
+goes unnoticed there), 3.11, 3.12 and 3.13 (by ``co_positions``). Not on 3.14, which calls
+``__enter__`` with a plain CALL after LOAD_SPECIAL: every frame takes the second way there
+(slower), and if its exits are called from elsewhere, last in, first out, as before.
 
     >>> with compile_disabled():
     ...     compile_disabled().__enter__()   # never exited

@@ -45,7 +45,9 @@ class PolicyScope:
     It keeps no per-use state: each ``__enter__`` pushes a frame on the context-local stack
     and each ``__exit__`` pops it, so one object may be reused, nested in itself and entered
     by several threads at once. An exit in a thread, task or context copy that did not enter
-    is a :class:`ScopeError` and changes nothing; an exception leaving the scope is never
+    is a :class:`ScopeError` and changes nothing; so is, after restoring what its enter
+    replaced, the exit of a block inside which an enter was left open (even of this same
+    object, see :mod:`~compile_policy.scope_sites`). An exception leaving the scope is never
     replaced by one of ours. Made by :func:`compile_enabled`, :func:`compile_disabled` and
     :func:`use_policy`.
 
