@@ -23,6 +23,8 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from .dynamo_frames import keep_dynamo_out
+
 if TYPE_CHECKING:
     from .compiled import CompileStats, PolicyCompiled
 
@@ -45,6 +47,11 @@ class PerInstance:
         self._per_class: weakref.WeakKeyDictionary[type, PolicyCompiled[..., Any]] = (
             weakref.WeakKeyDictionary()
         )
+        # Making an object, with the lock held, may run while an outer torch.compile's
+        # frame hook is on (an override's `super().act` left to run after a graph break):
+        # Dynamo must not trace it, where its own attribute reads could call this __get__
+        # again, on the held lock.
+        keep_dynamo_out(PerInstance._make_for.__code__)
 
     def __set_name__(self, owner: type, name: str) -> None:
         self._attr_name = name
