@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .compile_failures import partial_compile_error, report_failure, report_skipped
+from .errors import CompileFallbackWarning
 from .option_values import freeze
 from .policy import CompilePolicy
 from .policy_stack import _Frame, default_frame
@@ -290,14 +291,30 @@ class CompileState:
         if ran_before:
             if user_error:
                 raise error
-            self.record(variant, error, fell_back=True)
+            self.record_fallback(variant, error)
             raise partial_compile_error(self.name(), variant.key, error) from error
-        # Nothing of this call ran compiled, so the eager run is the judge: if it fails too,
-        # the error is the user's own and propagates, with no fallback recorded.
-        out = self.target(*args, **kwargs)
-        self.record(variant, error, fell_back=True)
+        if user_error:
+            # Nothing of this call ran compiled, so the eager run is the judge: if it fails
+            # too, the error is the user's own and propagates, with no fallback recorded. So
+            # here the warning can only come after the eager run.
+            out = self.target(*args, **kwargs)
+            self.record_fallback(variant, error)
+        else:
+            # Told before the eager run: where the warning is an error (CI), the call raises
+            # before the step has run at all, rather than after its side effects.
+            self.record_fallback(variant, error)
+            out = self.target(*args, **kwargs)
         next(self.fallback_calls)
         return out
+
+    def record_fallback(self, variant: _Variant, error: BaseException) -> None:
+        """Record that ``variant`` falls back for ``error``, and tell it. Where the warning
+        is an error, it raises with the compile error as its cause; the fallback stays
+        recorded, so later calls run eagerly without telling it again."""
+        try:
+            self.record(variant, error, fell_back=True)
+        except CompileFallbackWarning as warning:
+            raise warning from error
 
     def fallback_of(self, frame: _Frame) -> Fallback:
         return frame.effective.fallback or self.defaults.fallback or "eager"
