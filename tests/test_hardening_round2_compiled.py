@@ -3,15 +3,125 @@ warning is an error, and a backward graph that fails to compile."""
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from compile_policy import CompileFallbackWarning, compile_stats, policy_compiled
+from compile_policy import CompileFallbackWarning, CompileSkippedWarning, compile_stats, policy_compiled
+from compile_policy.ignored_regions import ignored_region, missing_private_names
 from conftest import CountingBackend
 
 X = torch.ones(4)
+
+
+# -- 6. a first call where torch.compile is ignored keeps nothing ---------------------------
+class Body(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(x) * 2 + 1
+
+
+class Parent(torch.nn.Module):
+    def __init__(self, body: torch.nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) - 1
+
+
+def _export(strict: bool) -> Callable[[Callable[..., Any]], None]:
+    def run(call: Callable[..., Any]) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # export's own notes
+            torch.export.export(Parent(call), (X,), strict=strict)  # type: ignore[arg-type]
+
+    return run
+
+
+def _inside(make_region: Callable[[], contextlib.AbstractContextManager[Any]]) -> Callable[..., None]:
+    def run(call: Callable[..., Any]) -> None:
+        with make_region():
+            assert torch.allclose(call(X), Body()(X))
+
+    return run
+
+
+@contextlib.contextmanager
+def _dynamo_disabled() -> Iterator[None]:
+    with torch._dynamo.config.patch(disable=True):
+        yield
+
+
+REGIONS: dict[str, Callable[[Callable[..., Any]], None]] = {
+    "export": _export(strict=False),
+    "export-strict": _export(strict=True),
+    "vmap": lambda call: torch.vmap(call)(torch.ones(2, 4)),
+    "grad": lambda call: torch.func.grad(lambda x: call(x).sum())(X),
+    "dynamo-config-disable": _inside(_dynamo_disabled),
+    "force-eager-stance": _inside(lambda: torch.compiler.set_stance("force_eager")),
+    "flop-counter-mode": _inside(lambda: FlopCounterMode(display=False)),
+    "outer-torch-compile": lambda call: torch.compile(Parent(call), backend="eager")(X),
+}
+
+
+@pytest.mark.parametrize("region", list(REGIONS))
+def test_a_first_call_where_torch_compile_is_ignored_keeps_nothing_and_later_calls_compile(
+    counting: CountingBackend, region: str
+) -> None:
+    module = policy_compiled(Body(), backend=counting)
+    REGIONS[region](module)
+    stats = compile_stats(module)
+    assert (counting.compiles, stats.compiled_calls, stats.skipped_calls) == (0, 0, 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileSkippedWarning)
+        for _ in range(2):
+            assert torch.allclose(module(X), Body()(X))
+    stats = compile_stats(module)
+    assert counting.compiles == 1 and stats.compiled_calls == 2 and stats.failures == ()
+
+
+# Not vmap nor a dispatch mode: torch 2.13 stops running a warm compiled function's graphs
+# after one call there (a plain torch.compile'd function's too); later calls warn
+# CompileSkippedWarning, as they should.
+@pytest.mark.parametrize("region", ["dynamo-config-disable", "force-eager-stance"])
+def test_a_warm_object_called_where_torch_compile_is_ignored_is_told_nothing(
+    counting: CountingBackend, region: str
+) -> None:
+    step = policy_compiled(Body().forward, backend=counting)
+    step(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompileSkippedWarning)
+        REGIONS[region](step)
+        before = compile_stats(step).compiled_calls
+        assert torch.allclose(step(X), Body()(X))
+    stats = compile_stats(step)
+    assert stats.skipped_calls == 0 and stats.compiled_calls == before + 1
+
+
+@pytest.mark.parametrize("trace", ["jit.trace", "make_fx"])
+def test_a_trace_that_refuses_compiled_code_raises_as_for_torch_compile_and_keeps_nothing(
+    counting: CountingBackend, trace: str
+) -> None:
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    step = policy_compiled(Body().forward, backend=counting)
+    with pytest.raises(RuntimeError, match="dynamo-optimized function"):
+        if trace == "jit.trace":
+            torch.jit.trace(step, (X,))
+        else:
+            make_fx(lambda x: step(x))(X)
+    step(X)
+    assert counting.compiles == 1 and compile_stats(step).compiled_calls == 1
+
+
+def test_an_ordinary_call_is_in_no_ignored_region_and_every_private_name_read_exists() -> None:
+    assert ignored_region() is None
+    assert missing_private_names() == []
 
 
 # -- 7. a fallback warned as an error raises before the step runs ---------------------------

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .compile_failures import partial_compile_error, report_failure, report_skipped
 from .errors import CompileFallbackWarning
+from .ignored_regions import ignored_region
 from .option_values import freeze
 from .policy import CompilePolicy
 from .policy_stack import _Frame, default_frame
@@ -111,7 +112,15 @@ class CompileState:
             self.remember_plain(top, self.eager_calls)
             next(self.eager_calls)
             return self.target(*args, **kwargs)
+        # Checked after a disabling scope (that is the policy's own eager call) and before
+        # a variant is built or run: see ignored_regions.
+        if ignored_region() is not None:
+            next(self.eager_calls)
+            return self.target(*args, **kwargs)
         variant = self.variant_for(frame)
+        if variant is None:  # torch.compile returned the plain function: a no-op here
+            next(self.eager_calls)
+            return self.target(*args, **kwargs)
         if variant.fallen_back:
             if self.fallback_of(frame) == "raise":
                 # This key fell back under another scope's fallback="eager"; "raise" means
@@ -172,15 +181,20 @@ class CompileState:
     ) -> Any:
         """A warm variant's call raised a compiler error (a recompile failed)."""
         frame = top or default_frame()
-        return self.on_compile_error(self.variant_for(frame), error, ran_before, frame, args, kwargs)
+        return self.on_compile_error(self.built_variant(frame), error, ran_before, frame, args, kwargs)
 
     def skipped_in_call(self, top: _Frame | None) -> None:
         """A warm variant's call ran no compiled graph."""
         frame = top or default_frame()
-        self.skipped_call(self.variant_for(frame), frame)
+        self.skipped_call(self.built_variant(frame), frame)
 
     def skipped_call(self, variant: _Variant, frame: _Frame) -> None:
         """Dynamo ran a call the policy compiled without running any compiled graph."""
+        if ignored_region() is not None:
+            # A warm variant called where torch.compile runs eagerly: as the slow path does
+            # there, an eager call, told nothing, and no reason to call the variant warm.
+            next(self.eager_calls)
+            return
         next(self.skipped_calls)
         if not self.all_warm:
             self.mark_warm(variant)  # nothing is being compiled: no race to guard
@@ -217,7 +231,15 @@ class CompileState:
                 self.plain[top.route] = counter
 
     # -- building variants ------------------------------------------------------------------
-    def variant_for(self, frame: _Frame) -> _Variant:
+    def built_variant(self, frame: _Frame) -> _Variant:
+        """The variant ``frame`` resolves to, which a call has already run."""
+        variant = self.variant_for(frame)
+        assert variant is not None
+        return variant
+
+    def variant_for(self, frame: _Frame) -> _Variant | None:
+        """The variant ``frame`` resolves to, built if new; None where ``torch.compile``
+        returned the plain function (it is a no-op here; kept, it would never compile)."""
         variant = self.by_overrides.get(frame.overrides)  # known arguments: no lock
         if variant is not None:
             return variant
@@ -233,6 +255,8 @@ class CompileState:
                     self.graph_runs,
                     self.compile_args,
                 )
+                if compiled is self.target:
+                    return None
                 self.compiler_errors = compiler_errors()
                 self.all_warm = False
                 self.ready.clear()  # every compiled call takes the slow path while it is cold
