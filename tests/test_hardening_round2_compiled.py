@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import torch
+from functorch.compile import make_boxed_func
 from torch.utils.flop_counter import FlopCounterMode
 
 from compile_policy import CompileFallbackWarning, CompileSkippedWarning, compile_stats, policy_compiled
@@ -164,3 +165,65 @@ def test_a_fallback_warned_runs_the_step_eagerly_once_and_returns_its_result(
     assert applied == [1]
     stats = compile_stats(step)
     assert stats.fallback_calls == 1 and [f.fell_back for f in stats.failures] == [True]
+
+
+# -- 8. a backward graph that fails to compile is a compile failure of its object -----------
+class AotBackend:
+    """``aot_autograd`` with a forward compiler that works and a backward one that may fail."""
+
+    def __init__(self, backward_fails: bool) -> None:
+        from torch._dynamo.backends.common import aot_autograd
+
+        self.backward_compiles = 0
+        self.backward_fails = backward_fails
+        self.backend = aot_autograd(fw_compiler=self.forward, bw_compiler=self.backward)
+
+    def forward(self, gm: torch.fx.GraphModule, example_inputs: Any) -> Any:
+        return make_boxed_func(gm.forward)
+
+    def backward(self, gm: torch.fx.GraphModule, example_inputs: Any) -> Any:
+        self.backward_compiles += 1
+        if self.backward_fails:
+            raise RuntimeError("backward compiler told to fail")
+        return make_boxed_func(gm.forward)
+
+
+def _train_step(model: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    model(torch.ones(2, 4)).sum().backward()
+
+
+@pytest.mark.parametrize("form", ["module", "function"])
+def test_a_backward_that_fails_to_compile_is_a_fallback_of_its_object(form: str) -> None:
+    aot = AotBackend(backward_fails=True)
+    linear = torch.nn.Linear(4, 4)
+    model = policy_compiled(linear if form == "module" else linear.forward, backend=aot.backend)
+    with pytest.warns(CompileFallbackWarning, match=r"policy_compiled\(Linear.*backward compiler told"):
+        _train_step(model)  # the forward falls back: the backward runs eagerly, no error
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # told once
+        _train_step(model)
+    assert linear.weight.grad is not None
+    stats = compile_stats(model)
+    [failure] = stats.failures
+    assert failure.fell_back
+    assert isinstance(failure.exception.inner_exception, RuntimeError)  # type: ignore[attr-defined]
+    assert stats.fallback_calls == 2 and aot.backward_compiles == 1
+
+
+def test_a_backward_that_fails_to_compile_raises_at_the_forward_under_fallback_raise() -> None:
+    aot = AotBackend(backward_fails=True)
+    model = policy_compiled(torch.nn.Linear(4, 4), backend=aot.backend, fallback="raise")
+    with pytest.raises(torch._dynamo.exc.BackendCompilerFailed, match="backward compiler told"):
+        model(torch.ones(2, 4))
+    [failure] = compile_stats(model).failures
+    assert not failure.fell_back
+
+
+def test_the_backward_graph_compiles_with_the_forward_and_runs_compiled() -> None:
+    aot = AotBackend(backward_fails=False)
+    model = policy_compiled(torch.nn.Linear(4, 4), backend=aot.backend)
+    out = model(torch.ones(2, 4))
+    assert aot.backward_compiles == 1  # before any .backward()
+    out.sum().backward()
+    _train_step(model)
+    assert aot.backward_compiles == 1 and compile_stats(model).compiled_calls == 2
