@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .compile_failures import partial_compile_error, report_failure, report_skipped
+from .errors import CompileFallbackWarning
+from .ignored_regions import ignored_region
 from .option_values import freeze
 from .policy import CompilePolicy
 from .policy_stack import _Frame, default_frame
@@ -110,7 +112,15 @@ class CompileState:
             self.remember_plain(top, self.eager_calls)
             next(self.eager_calls)
             return self.target(*args, **kwargs)
+        # Checked after a disabling scope (that is the policy's own eager call) and before
+        # a variant is built or run: see ignored_regions.
+        if ignored_region() is not None:
+            next(self.eager_calls)
+            return self.target(*args, **kwargs)
         variant = self.variant_for(frame)
+        if variant is None:  # torch.compile returned the plain function: a no-op here
+            next(self.eager_calls)
+            return self.target(*args, **kwargs)
         if variant.fallen_back:
             if self.fallback_of(frame) == "raise":
                 # This key fell back under another scope's fallback="eager"; "raise" means
@@ -171,15 +181,20 @@ class CompileState:
     ) -> Any:
         """A warm variant's call raised a compiler error (a recompile failed)."""
         frame = top or default_frame()
-        return self.on_compile_error(self.variant_for(frame), error, ran_before, frame, args, kwargs)
+        return self.on_compile_error(self.built_variant(frame), error, ran_before, frame, args, kwargs)
 
     def skipped_in_call(self, top: _Frame | None) -> None:
         """A warm variant's call ran no compiled graph."""
         frame = top or default_frame()
-        self.skipped_call(self.variant_for(frame), frame)
+        self.skipped_call(self.built_variant(frame), frame)
 
     def skipped_call(self, variant: _Variant, frame: _Frame) -> None:
         """Dynamo ran a call the policy compiled without running any compiled graph."""
+        if ignored_region() is not None:
+            # A warm variant called where torch.compile runs eagerly: as the slow path does
+            # there, an eager call, told nothing, and no reason to call the variant warm.
+            next(self.eager_calls)
+            return
         next(self.skipped_calls)
         if not self.all_warm:
             self.mark_warm(variant)  # nothing is being compiled: no race to guard
@@ -216,7 +231,15 @@ class CompileState:
                 self.plain[top.route] = counter
 
     # -- building variants ------------------------------------------------------------------
-    def variant_for(self, frame: _Frame) -> _Variant:
+    def built_variant(self, frame: _Frame) -> _Variant:
+        """The variant ``frame`` resolves to, which a call has already run."""
+        variant = self.variant_for(frame)
+        assert variant is not None
+        return variant
+
+    def variant_for(self, frame: _Frame) -> _Variant | None:
+        """The variant ``frame`` resolves to, built if new; None where ``torch.compile``
+        returned the plain function (it is a no-op here; kept, it would never compile)."""
         variant = self.by_overrides.get(frame.overrides)  # known arguments: no lock
         if variant is not None:
             return variant
@@ -232,6 +255,8 @@ class CompileState:
                     self.graph_runs,
                     self.compile_args,
                 )
+                if compiled is self.target:
+                    return None
                 self.compiler_errors = compiler_errors()
                 self.all_warm = False
                 self.ready.clear()  # every compiled call takes the slow path while it is cold
@@ -290,14 +315,30 @@ class CompileState:
         if ran_before:
             if user_error:
                 raise error
-            self.record(variant, error, fell_back=True)
+            self.record_fallback(variant, error)
             raise partial_compile_error(self.name(), variant.key, error) from error
-        # Nothing of this call ran compiled, so the eager run is the judge: if it fails too,
-        # the error is the user's own and propagates, with no fallback recorded.
-        out = self.target(*args, **kwargs)
-        self.record(variant, error, fell_back=True)
+        if user_error:
+            # Nothing of this call ran compiled, so the eager run is the judge: if it fails
+            # too, the error is the user's own and propagates, with no fallback recorded. So
+            # here the warning can only come after the eager run.
+            out = self.target(*args, **kwargs)
+            self.record_fallback(variant, error)
+        else:
+            # Told before the eager run: where the warning is an error (CI), the call raises
+            # before the step has run at all, rather than after its side effects.
+            self.record_fallback(variant, error)
+            out = self.target(*args, **kwargs)
         next(self.fallback_calls)
         return out
+
+    def record_fallback(self, variant: _Variant, error: BaseException) -> None:
+        """Record that ``variant`` falls back for ``error``, and tell it. Where the warning
+        is an error, it raises with the compile error as its cause; the fallback stays
+        recorded, so later calls run eagerly without telling it again."""
+        try:
+            self.record(variant, error, fell_back=True)
+        except CompileFallbackWarning as warning:
+            raise warning from error
 
     def fallback_of(self, frame: _Frame) -> Fallback:
         return frame.effective.fallback or self.defaults.fallback or "eager"

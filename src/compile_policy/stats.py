@@ -37,7 +37,8 @@ class CompileStats:
     running in other threads meanwhile may land in some counters and not yet in others).
 
     - ``compiled_calls``: calls in which compiled graphs actually ran.
-    - ``eager_calls``: calls the policy ran as the plain function (compile disabled).
+    - ``eager_calls``: calls the policy ran as the plain function (compile disabled, or a
+      region where torch.compile is ignored, such as torch.export).
     - ``fallback_calls``: calls run eagerly because this object's compile failed for the key.
     - ``skipped_calls``: calls the policy compiled but Dynamo ran without any compiled
       graph (recompile limit hit, a frame Dynamo skipped, or no tensor work at all).

@@ -5,6 +5,7 @@ This is the only module that imports torch, and only when a variant is first bui
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import threading
@@ -185,6 +186,27 @@ def build_variant(
     return getattr(compiled, "_compile_policy_compiled", compiled)
 
 
+#: torch's switch (torch._functorch.config, torch 2.13) that makes AOTAutograd compile a
+#: graph's backward when it compiles the forward, not at the first ``.backward()``.
+EAGER_BACKWARD_SWITCH = "force_non_lazy_backward_lowering"
+
+
+def _backward_compiled_with_forward() -> contextlib.AbstractContextManager[object]:
+    """While a backend compiles a graph: compile its backward too (aot_eager, inductor, any
+    backend made with ``aot_autograd``). A backward that fails to compile is then a compile
+    failure of the call, which falls back or raises per policy; compiled lazily, it failed at
+    ``loss.backward()``, outside the object, on every step, recorded nowhere. Costs nothing
+    for a training step, whose backward compiles anyway; a graph called with grad enabled but
+    never backpropagated pays for a backward compile it does not use. The switch is a
+    context-local config value in torch 2.13 (no other thread sees it); a torch without it
+    compiles lazily, as before."""
+    from torch._functorch import config
+
+    if not hasattr(config, EAGER_BACKWARD_SWITCH):
+        return contextlib.nullcontext()
+    return config.patch(EAGER_BACKWARD_SWITCH, True)  # type: ignore[no-any-return]
+
+
 class _CountingBackend:
     """A backend that compiles with ``real`` and wraps each graph to count its runs."""
 
@@ -200,7 +222,8 @@ class _CountingBackend:
     def __call__(self, gm: Any, example_inputs: Any) -> Callable[..., Any]:
         start = time.perf_counter()
         try:
-            compiled = self.real(gm, example_inputs)
+            with _backward_compiled_with_forward():
+                compiled = self.real(gm, example_inputs)
             if not callable(compiled):
                 # Raised inside the backend call, so Dynamo reports it as BackendCompilerFailed,
                 # a compile failure (fallback or raise per policy), not a TypeError per call.
