@@ -218,6 +218,8 @@ def _dispatch(
     if _is_module(fn):
         from . import modules  # imports torch: only once a module is wrapped
 
+        if (same := modules.rewrapped(cast("nn.Module", fn), (defaults, compile_args))) is not None:
+            return same  # policy-compiled already, with these arguments
         if inplace:
             return modules.compile_in_place(cast("nn.Module", fn), (defaults, compile_args))
         return modules.PolicyCompiledModule(fn, (defaults, compile_args))
