@@ -11,6 +11,8 @@ import importlib
 import inspect
 import io
 import pickle
+import sys
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -356,3 +358,24 @@ def test_nn_module_operations_give_the_plain_modules_results(
         assert results["torch.compile"] == results["plain"]
     else:  # the row's note says how torch.compile(module) differs
         assert results["torch.compile"] != results["plain"]
+
+
+# -- Hugging Face's Trainer (the real one: tests/test_module_hf_trainer.py) -----------------
+def test_hf_trainer_construction_with_the_wrapper_is_refused_naming_inplace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Trainer saves what accelerate cannot unwrap as a raw state dict: refused up front."""
+
+    class Trainer:  # what transformers' Trainer.__init__ does first with a model
+        def __init__(self, model: nn.Module) -> None:
+            self.tp_size = self.tp(model)
+
+        @staticmethod
+        def tp(model: nn.Module) -> Any:
+            return getattr(model, "tp_size", None)
+
+    monkeypatch.setitem(sys.modules, "transformers.trainer", types.SimpleNamespace(Trainer=Trainer))
+    with pytest.raises(PolicyError, match=r"Trainer\(model=policy_compiled\(MLP\)\).*inplace=True"):
+        Trainer(policy_compiled(MLP(), backend="eager"))
+    assert Trainer(policy_compiled(MLP(), inplace=True, backend="eager")).tp_size is None
+    assert Trainer.tp(policy_compiled(MLP(), backend="eager")) is None  # outside a Trainer

@@ -193,6 +193,7 @@ class PolicyCompiledModule(nn.Module, Generic[M]):
             raise AttributeError(name)
         if name == "parametrizations":
             _refuse_parametrization(self)
+        _refuse_hf_trainer(self)
         try:
             return getattr(module, name)
         except AttributeError:
@@ -357,6 +358,34 @@ def _refuse_parametrization(wrapper: PolicyCompiledModule[Any]) -> None:
         "class of the module it is given; allowed: register it on the wrapped module, "
         "register_parametrization(unwrap(model), ...), before or after wrapping"
     )
+
+
+def _refuse_hf_trainer(wrapper: PolicyCompiledModule[Any]) -> None:
+    """Raise when Hugging Face's ``Trainer.__init__`` reads an attribute of the wrapper.
+
+    Trainer saves a model that is not a ``PreTrainedModel`` after unwrapping what accelerate
+    recognises (``OptimizedModule`` only: ``isinstance``, which a wrapper cannot pass without
+    breaking torch's own checks) as a raw state dict, which safetensors refuses for tied
+    weights at the first checkpoint. ``inplace=True`` keeps the model a ``PreTrainedModel``.
+    Costs a ``sys.modules`` lookup on the wrapper's attribute misses where transformers'
+    Trainer is not loaded.
+    """
+    trainer = getattr(sys.modules.get("transformers.trainer"), "Trainer", None)
+    code = getattr(getattr(trainer, "__init__", None), "__code__", None)
+    if code is None:
+        return
+    frame = sys._getframe(2)  # the frame that read the attribute (getattr() is C), or above
+    for _ in range(5):  # Trainer.__init__ itself, or a helper it called
+        if frame is None:
+            return
+        if frame.f_code is code:
+            raise PolicyError(
+                f"Trainer(model={wrapper._name()}): transformers' Trainer does not unwrap it "
+                "(it unwraps torch.compile's OptimizedModule only) and saves checkpoints as a "
+                "raw state dict, which safetensors refuses for tied weights; allowed: "
+                "policy_compiled(model, inplace=True), which keeps the model a PreTrainedModel"
+            )
+        frame = frame.f_back
 
 
 def rewrapped(module: nn.Module, config: tuple[CompilePolicy, Mapping[str, Any]]) -> Any:
