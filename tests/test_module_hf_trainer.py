@@ -40,7 +40,8 @@ def _trainer(model: Any, out: Path) -> Any:
 
 
 def test_trainer_refuses_the_wrapper_up_front_naming_inplace(tmp_path: Path) -> None:
-    with pytest.raises(PolicyError, match=r"Trainer\(model=policy_compiled\(GPT2LMHeadModel\)\).*inplace=True"):
+    refused = r"Trainer\(model=policy_compiled\(GPT2LMHeadModel\)\).*inplace=True"
+    with pytest.raises(PolicyError, match=refused):
         _trainer(policy_compiled(_model(), backend="eager"), tmp_path)
 
 

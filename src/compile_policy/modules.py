@@ -14,10 +14,12 @@ This module imports torch: :mod:`compile_policy` loads it only when a module is 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import inspect
 import sys
+import types
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
@@ -60,10 +62,8 @@ def module_call(module: nn.Module, *, in_place: bool = False) -> Callable[..., A
     # Tools that read the parameters (HF Trainer's column filter reads
     # inspect.signature(model.forward)) see the module's own, not (*args, **kwargs); the
     # policy-obeying function copies it (functools.update_wrapper copies __dict__).
-    try:
+    with contextlib.suppress(TypeError, ValueError):  # a forward without one: the generic one
         call.__signature__ = inspect.signature(module.forward)  # type: ignore[attr-defined]
-    except (TypeError, ValueError):  # a forward without one (a builtin): the generic one
-        pass
     return call
 
 
@@ -156,7 +156,7 @@ class PolicyCompiledModule(nn.Module, Generic[M]):
 
             >>> model.forward(x)  # the same as model(x): compiled unless a scope says not
         """
-        return self._policy_call(*args, **kwargs)  # type: ignore[operator]
+        return self._policy_call(*args, **kwargs)
 
     def compile(self, *args: Any, **kwargs: Any) -> None:
         """Refused: the wrapper already compiles by the policy, and ``torch.compile`` over
@@ -215,7 +215,7 @@ class PolicyCompiledModule(nn.Module, Generic[M]):
 
     def __delattr__(self, name: str) -> None:
         if name == "forward":  # back to the policy-obeying call
-            self.forward = self._policy_call
+            self.__setattr__("forward", self._policy_call)
         elif name in _OWN or hasattr(type(self), name):
             super().__delattr__(name)
         else:
@@ -265,7 +265,8 @@ class PolicyCompiledModule(nn.Module, Generic[M]):
         # nn.Module's copies the instance dict: the replica would write its tensors into the
         # original module. A replica wraps a replica of the module, with its own compiled
         # state (DataParallel replicates on every call: each replica compiles anew).
-        return type(self)(self._orig_mod._replicate_for_data_parallel(), self._policy_config)  # type: ignore[arg-type]
+        replica = self._orig_mod._replicate_for_data_parallel()  # type: ignore[no-untyped-call]
+        return type(self)(replica, self._policy_config)
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self, *args: Any, **kwargs: Any) -> Any:
@@ -344,14 +345,8 @@ def _refuse_parametrization(wrapper: PolicyCompiledModule[Any]) -> None:
     tensor and change the wrapper's class, not the module's (the module's forward then
     finds no tensor). Any other read of ``wrapper.parametrizations`` is the module's."""
     parametrize = sys.modules.get("torch.nn.utils.parametrize")
-    code = getattr(getattr(parametrize, "register_parametrization", None), "__code__", None)
-    # Frames up from here: __getattr__, is_parametrized(), register_parametrization().
-    frame = sys._getframe(1)
-    for _ in range(3):
-        if frame is None or frame.f_code is code:
-            break
-        frame = frame.f_back
-    if code is None or frame is None or frame.f_code is not code:
+    # The reader is is_parametrized(); register_parametrization() called it.
+    if not _read_from(getattr(parametrize, "register_parametrization", None), 2):
         return
     raise PolicyError(
         f"register_parametrization() on {wrapper._name()}: a parametrization changes the "
@@ -371,22 +366,31 @@ def _refuse_hf_trainer(wrapper: PolicyCompiledModule[Any]) -> None:
     Trainer is not loaded.
     """
     trainer = getattr(sys.modules.get("transformers.trainer"), "Trainer", None)
-    code = getattr(getattr(trainer, "__init__", None), "__code__", None)
-    if code is None:
-        return
-    frame = sys._getframe(2)  # the frame that read the attribute (getattr() is C), or above
-    for _ in range(5):  # Trainer.__init__ itself, or a helper it called
-        if frame is None:
-            return
-        if frame.f_code is code:
-            raise PolicyError(
-                f"Trainer(model={wrapper._name()}): transformers' Trainer does not unwrap it "
-                "(it unwraps torch.compile's OptimizedModule only) and saves checkpoints as a "
-                "raw state dict, which safetensors refuses for tied weights; allowed: "
-                "policy_compiled(model, inplace=True), which keeps the model a PreTrainedModel"
-            )
-        frame = frame.f_back
+    # Trainer.__init__ itself reads the attribute, or a helper it called (tp_size, first).
+    if _read_from(getattr(trainer, "__init__", None), 5):
+        raise PolicyError(
+            f"Trainer(model={wrapper._name()}): transformers' Trainer does not unwrap it "
+            "(it unwraps torch.compile's OptimizedModule only) and saves checkpoints as a "
+            "raw state dict, which safetensors refuses for tied weights; allowed: "
+            "policy_compiled(model, inplace=True), which keeps the model a PreTrainedModel"
+        )
 
+
+def _read_from(function: object, frames: int) -> bool:
+    """Whether the attribute the wrapper's ``__getattr__`` is asked for was read by
+    ``function`` or by what it called, ``frames`` frames deep at most (``getattr()`` is C:
+    the frame above ``__getattr__`` is the reader)."""
+    code = getattr(function, "__code__", None)
+    if code is None:  # not loaded: nobody called it
+        return False
+    frame: types.FrameType | None = sys._getframe(3)  # _read_from, _refuse_*, __getattr__
+    for _ in range(frames):
+        if frame is None:
+            return False
+        if frame.f_code is code:
+            return True
+        frame = frame.f_back
+    return False
 
 def rewrapped(module: nn.Module, config: tuple[CompilePolicy, Mapping[str, Any]]) -> Any:
     """``module`` itself where it is policy-compiled already (a wrapper, or compiled in place)
