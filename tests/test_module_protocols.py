@@ -13,6 +13,7 @@ import io
 import pickle
 import sys
 import types
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -245,6 +246,17 @@ def _hooks(model: nn.Module) -> Any:
     return fired
 
 
+def _old_style_backward_hook(model: nn.Module) -> Any:
+    fired: list[str] = []
+    model.register_backward_hook(lambda m, grad_in, grad_out: fired.append("bw-old"))
+    with warnings.catch_warnings():  # "non-full backward hook ... multiple autograd Nodes"
+        warnings.simplefilter("ignore", FutureWarning)
+        model(x().requires_grad_()).sum().backward()
+        with compile_disabled():
+            model(x().requires_grad_()).sum().backward()
+    return fired
+
+
 def _state_dict_hooks(model: nn.Module) -> Any:
     fired: list[str] = []
     model.register_state_dict_pre_hook(lambda m, prefix, keep_vars: fired.append("sd-pre"))
@@ -328,6 +340,7 @@ OPERATIONS: list[tuple[str, Callable[[nn.Module], Any], dict[str, str]]] = [
     # torch 2.13's OptimizedModule fires no full backward hook (pre-hooks only), and calls
     # its own hooks around the compiled call.
     ("forward and backward hooks", _hooks, {"torch.compile": "no full backward hook fires"}),
+    ("old-style backward hook", _old_style_backward_hook, {"torch.compile": "it never fires"}),
     ("state-dict hooks", _state_dict_hooks, {}),
     ("apply", _apply, {"torch.compile": "fn also sees the OptimizedModule"}),
     ("named_*", _named, {"torch.compile": "_orig_mod. before every name"}),
