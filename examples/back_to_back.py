@@ -41,6 +41,7 @@ from compile_policy import (  # noqa: E402
     PolicyCompiledModule,
     compile_disabled,
     compile_enabled,
+    compile_stats,
     current_policy,
     policy_compiled,
 )
@@ -325,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         timing += f" / {trainer.times['eager']:.2f}"
         print(f"{trainer.name:<10} {shown[:44]:<44} {stats.compiled_calls:>8} {stats.eager_calls:>6} "
               f"{stats.fallback_calls:>8} {timing:>23}  {trainer.result}")
-    network = ppo.network.stats()  # type: ignore[union-attr]
+    network = compile_stats(ppo.network)
     print(f"ppo network (module form): {network.compiled_calls} compiled calls, "
           f"{network.eager_calls} eager, {len(ppo.network.state_dict())} state_dict keys "  # type: ignore[union-attr]
           f"as the plain ActorCritic's ({next(iter(ppo.network.state_dict()))!r}, ...)")  # type: ignore[union-attr]

@@ -18,7 +18,13 @@ warnings.filterwarnings("ignore", message="Failed to initialize NumPy")  # torch
 
 import torch  # noqa: E402
 
-from compile_policy import bind_policy, compile_disabled, current_policy, policy_compiled  # noqa: E402
+from compile_policy import (  # noqa: E402
+    bind_policy,
+    compile_disabled,
+    compile_stats,
+    current_policy,
+    policy_compiled,
+)
 
 torch.manual_seed(0)
 model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
@@ -71,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     requests = 24 if args.quick else 300
     threads(requests)
     asyncio.run(tasks(requests))
-    stats = serve.stats()
+    stats = compile_stats(serve)
     print(f"model: {stats.compiled_calls} compiled calls, {stats.eager_calls} eager calls, "
           f"{stats.graphs_compiled} graph(s) compiled; main thread policy enabled: "
           f"{current_policy().enabled}; threads alive: {threading.active_count()}")

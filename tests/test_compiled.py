@@ -21,6 +21,7 @@ from compile_policy import (
     PolicyError,
     compile_disabled,
     compile_enabled,
+    compile_stats,
     policy_compiled,
 )
 from conftest import CountingBackend
@@ -310,7 +311,7 @@ def test_wraps_an_nn_module_like_torch_compile(counting: CountingBackend) -> Non
     assert model.__wrapped__ is net
     with compile_disabled():
         model(torch.ones(1, 4))
-    assert (model.stats().compiled_calls, model.stats().eager_calls) == (1, 1)
+    assert (compile_stats(model).compiled_calls, compile_stats(model).eager_calls) == (1, 1)
 
 
 class Agent:

@@ -217,7 +217,10 @@ def _dispatch(
         raise TypeError(f"policy_compiled() wraps a callable or nn.Module; got {fn!r}")
     if _is_module(fn):
         from . import modules  # imports torch: only once a module is wrapped
+        from .module_guards import rewrapped
 
+        if (same := rewrapped(cast("nn.Module", fn), (defaults, compile_args))) is not None:
+            return same  # policy-compiled already, with these arguments
         if inplace:
             return modules.compile_in_place(cast("nn.Module", fn), (defaults, compile_args))
         return modules.PolicyCompiledModule(fn, (defaults, compile_args))

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from . import policy_stack as _stack
 from .compiled import PolicyCompiled
 from .errors import PolicyError
+from .inspection import compile_stats
 from .policy import CompilePolicy
 from .policy_stack import current_policy
 from .scope_decorators import wrap_in_scope
@@ -44,7 +45,7 @@ def policy_state(*compiled_fns: PolicyCompiled[..., Any]) -> dict[str, object]:
     """This rank's effective policy and, per object, the state of each options key."""
     objects = []
     for fn in compiled_fns:
-        stats = fn.stats()
+        stats = compile_stats(fn)  # a module wrapper too: it has no stats() of its own
         failed = {failure.key: failure for failure in stats.failures}
         keys = {}
         for key in stats.variants:

@@ -14,13 +14,17 @@ This module imports torch: :mod:`compile_policy` loads it only when a module is 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
+import inspect
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 from torch import nn
 
+from .errors import PolicyError
+from .module_guards import refuse_hf_trainer, refuse_parametrization
 from .policy import CompilePolicy
 
 __all__ = ["PolicyCompiledModule", "compile_in_place", "module_call"]
@@ -29,7 +33,7 @@ M = TypeVar("M", bound=nn.Module)
 
 #: Attributes the wrapper keeps for itself; every other attribute write goes to the module.
 _OWN = frozenset({"_orig_mod", "_compiled_call_impl", "_policy_state", "_policy_config",
-                  "_is_full_backward_hook"})
+                  "_policy_call"})
 _PREFIX = "_orig_mod."  # what torch.compile(module) puts before every state_dict key
 
 
@@ -54,6 +58,11 @@ def module_call(module: nn.Module, *, in_place: bool = False) -> Callable[..., A
 
     # Messages and stats name the module's class: "policy_compiled(MLP): compile failed ...".
     call.__name__ = call.__qualname__ = type(module).__qualname__
+    # Tools that read the parameters (HF Trainer's column filter reads
+    # inspect.signature(model.forward)) see the module's own, not (*args, **kwargs); the
+    # policy-obeying function copies it (functools.update_wrapper copies __dict__).
+    with contextlib.suppress(TypeError, ValueError):  # a forward without one: the generic one
+        call.__signature__ = inspect.signature(module.forward)  # type: ignore[attr-defined]
     return call
 
 
@@ -76,17 +85,31 @@ def _make_call(
     return make_compiled(module_call(module, in_place=in_place), *config)
 
 
+class _ForwardSignature:
+    """``inspect.signature(wrapper)``: the signature of its ``forward``, which is the wrapped
+    module's (``inspect.signature`` reads ``__signature__`` before following ``__wrapped__``
+    to the module, whose own is ``nn.Module.__call__``'s ``(*args, **kwargs)``)."""
+
+    def __get__(self, obj: Any, owner: type | None = None) -> inspect.Signature | None:
+        if obj is None:  # inspect.signature(PolicyCompiledModule): the class's own
+            return None
+        return inspect.signature(obj.forward)
+
+
 class PolicyCompiledModule(nn.Module, Generic[M]):
     """What ``policy_compiled(module)`` returns: the module, whose calls obey the policy.
 
     Its parameters, buffers, submodules and hooks are the wrapped module's own (the same
     objects), registered under the same names when it is a parent's child, with the same
-    ``state_dict()`` keys; attribute reads and writes, ``train()``/``eval()``, ``to()``,
-    ``apply()``, ``len()``, indexing and iteration act on the wrapped module. Each call, and
-    ``forward(...)``, asks the current (thread/task-local) policy, as a ``policy_compiled``
-    function does. ``__wrapped__`` and ``_orig_mod`` are the wrapped module; ``stats()``
-    counts this object's calls. A deep copy wraps a copy of the module, with its own
-    compiled state; a pickle leaves compiled state out.
+    ``state_dict()`` keys; attribute reads and writes and ``nn.Module``'s public methods
+    (``train()``, ``to()``, ``apply()``, ``register_*``, ...; the wrapped class's overrides
+    included) act on the wrapped module, whose own attributes the wrapper never shadows.
+    Each call, and ``forward(...)``, asks the current (thread/task-local) policy, as a
+    ``policy_compiled`` function does; ``forward`` has the wrapped module's signature, and
+    ``model.forward = fn`` replaces the call, as on ``torch.compile(module)``.
+    ``__wrapped__`` and ``_orig_mod`` are the wrapped module; ``compile_stats(model)`` counts
+    this object's calls. A deep copy wraps a copy of the module, with its own compiled
+    state; a pickle leaves compiled state out.
 
         >>> model = policy_compiled(MLP(), backend="inductor")
         >>> optimizer = torch.optim.Adam(model.parameters())      # the MLP's parameters
@@ -98,6 +121,7 @@ class PolicyCompiledModule(nn.Module, Generic[M]):
 
     _orig_mod: M
     _policy_config: tuple[CompilePolicy, Mapping[str, Any]]
+    __signature__ = _ForwardSignature()
 
     def __init__(self, module: M, config: tuple[CompilePolicy, Mapping[str, Any]]) -> None:
         object.__setattr__(self, "_orig_mod", module)  # first: `training` reads it
@@ -105,31 +129,45 @@ class PolicyCompiledModule(nn.Module, Generic[M]):
         # Share the module's tables rather than registering it as a child: the parent's
         # recursion (parameters(), state_dict(), load_state_dict(), to()) then reaches the
         # module's tensors under the module's names, and hooks registered on either object
-        # are the module's. `_is_full_backward_hook` is a flag, not a table: kept apart.
-        for name, value in vars(self).items():
+        # are the module's. Flags (`_is_full_backward_hook`, which the module's own call
+        # reads to fire full backward hooks) are read and written on the module.
+        for name, value in list(vars(self).items()):
             shared = vars(module).get(name)
-            if name not in _OWN and isinstance(value, dict | set) and type(shared) is type(value):
+            if name in _OWN or name == "training":
+                continue
+            if isinstance(value, dict | set) and type(shared) is type(value):
                 object.__setattr__(self, name, shared)
+            else:
+                object.__delattr__(self, name)
         object.__setattr__(self, "_policy_config", config)
         call = _make_call(module, config)
-        object.__setattr__(self, "_compiled_call_impl", call)  # what nn.Module.__call__ runs
+        object.__setattr__(self, "_policy_call", call)
         object.__setattr__(self, "_policy_state", call._policy_state)
+        # As OptimizedModule's: `forward` is an attribute of the instance (with the module's
+        # signature), and what it is, nn.Module.__call__ runs (see __setattr__).
+        object.__setattr__(self, "forward", call)
+        object.__setattr__(self, "_compiled_call_impl", call)  # what nn.Module.__call__ runs
 
     # -- calls ------------------------------------------------------------------------------
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        """The policy-obeying call, as ``OptimizedModule.forward`` is the compiled call.
+        """The policy-obeying call, as ``OptimizedModule.forward`` is the compiled call. Each
+        instance has its own (this method is what ``del model.forward`` leaves).
 
             >>> model.forward(x)  # the same as model(x): compiled unless a scope says not
         """
-        return self._compiled_call_impl(*args, **kwargs)  # type: ignore[misc]
+        return self._policy_call(*args, **kwargs)
 
-    def stats(self) -> Any:
-        """A snapshot of this object's counters (:class:`CompileStats`).
+    def compile(self, *args: Any, **kwargs: Any) -> None:
+        """Refused: the wrapper already compiles by the policy, and ``torch.compile`` over
+        its call would compile the policy check itself."""
+        raise PolicyError(
+            f"{self._name()}.compile(): it is policy-compiled already; "
+            "allowed: torch.compile(unwrap(model)) or policy_compiled(unwrap(model), ...) "
+            "for other compile arguments"
+        )
 
-            >>> model(x); model.stats().compiled_calls
-            1
-        """
-        return self._policy_state.stats()
+    def _name(self) -> str:
+        return f"policy_compiled({type(self._orig_mod).__qualname__})"
 
     @property
     def __wrapped__(self) -> M:
@@ -152,16 +190,32 @@ class PolicyCompiledModule(nn.Module, Generic[M]):
         module = vars(self).get("_orig_mod")
         if module is None:  # while unpickling, before __init__ ran
             raise AttributeError(name)
-        return getattr(module, name)
+        if name == "parametrizations":
+            refuse_parametrization(self._name())
+        refuse_hf_trainer(self._name())
+        try:
+            return getattr(module, name)
+        except AttributeError:
+            if name != "stats":
+                raise
+            raise AttributeError(
+                f"{type(module).__name__!r} object has no attribute 'stats'; the counters of "
+                f"{self._name()} are compile_stats(model)"
+            ) from None
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in _OWN or hasattr(type(self), name):  # `training`, a patched method
+        if name == "forward":  # m(x) runs what m.forward is, as on torch.compile(module)
+            object.__setattr__(self, "forward", value)
+            object.__setattr__(self, "_compiled_call_impl", value)
+        elif name in _OWN or hasattr(type(self), name):  # `training`, a patched method
             super().__setattr__(name, value)
         else:
             setattr(self._orig_mod, name, value)
 
     def __delattr__(self, name: str) -> None:
-        if name in _OWN or hasattr(type(self), name):
+        if name == "forward":  # back to the policy-obeying call
+            self.__setattr__("forward", self._policy_call)
+        elif name in _OWN or hasattr(type(self), name):
             super().__delattr__(name)
         else:
             delattr(self._orig_mod, name)
@@ -186,6 +240,32 @@ class PolicyCompiledModule(nn.Module, Generic[M]):
 
     def __bool__(self) -> bool:  # else __len__ decides, and raises for a non-container
         return bool(self._orig_mod)
+
+    # -- traversal and replicas -------------------------------------------------------------
+    def named_modules(self, memo: set[nn.Module] | None = None, prefix: str = "",
+                      remove_duplicate: bool = True) -> Iterator[tuple[str, nn.Module]]:
+        """The wrapper, then the wrapped module and its submodules, under the same names:
+        a parent's ``modules()`` holds every module its ``_modules`` tables name, as
+        ``torch.nn.parallel.replicate`` needs. The wrapper has no tensors of its own (its
+        tables are the module's), so a listing with duplicates (``remove_duplicate=False``)
+        leaves it out rather than list each tensor twice.
+
+            >>> [type(m).__name__ for m in policy_compiled(nn.Linear(4, 4)).modules()]
+            ['PolicyCompiledModule', 'Linear']
+        """
+        if memo is None:
+            memo = set()
+        if remove_duplicate and self not in memo:
+            memo.add(self)
+            yield prefix, self
+        yield from self._orig_mod.named_modules(memo, prefix, remove_duplicate)
+
+    def _replicate_for_data_parallel(self) -> PolicyCompiledModule[M]:
+        # nn.Module's copies the instance dict: the replica would write its tensors into the
+        # original module. A replica wraps a replica of the module, with its own compiled
+        # state (DataParallel replicates on every call: each replica compiles anew).
+        replica = self._orig_mod._replicate_for_data_parallel()  # type: ignore[no-untyped-call]
+        return type(self)(replica, self._policy_config)
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self, *args: Any, **kwargs: Any) -> Any:
@@ -234,8 +314,9 @@ class PolicyCompiledModule(nn.Module, Generic[M]):
 
 def _delegate(name: str) -> Callable[..., Any]:
     """``PolicyCompiledModule.<name>``: the wrapped module's own, so that its class's
-    overrides count (nn.RNN overrides ``_apply``), returning the wrapper where it returns
-    the module (``model.to(device)`` is still the wrapper)."""
+    overrides count (nn.RNN overrides ``_apply``, LightningModule ``to`` and ``half``),
+    returning the wrapper where it returns the module (``model.to(device)`` is still the
+    wrapper)."""
     method = getattr(nn.Module, name)
 
     @functools.wraps(method)
@@ -246,13 +327,15 @@ def _delegate(name: str) -> Callable[..., Any]:
     return delegated
 
 
-# The nn.Module methods that would otherwise act on the wrapper itself: yield it as a module
-# (modules(), named_modules(), which a parent's recursion calls), pass it to `fn` (apply),
-# or bypass an override of the wrapped class (train, _apply, to, ...).
-for _name in ("named_modules", "modules", "apply", "_apply", "train", "eval", "to",
-              "requires_grad_", "zero_grad"):
-    setattr(PolicyCompiledModule, _name, _delegate(_name))
-del _name
+#: nn.Module's public methods the wrapper has its own of; every other one is the wrapped
+#: module's (see _delegate), so that the wrapper never shadows what its class overrides.
+_KEPT = frozenset({"forward", "compile", "named_modules", "modules", "state_dict",
+                   "load_state_dict"})
+for _name, _value in vars(nn.Module).items():
+    if inspect.isfunction(_value) and not _name.startswith("_") and _name not in _KEPT:
+        setattr(PolicyCompiledModule, _name, _delegate(_name))
+PolicyCompiledModule._apply = _delegate("_apply")  # type: ignore[method-assign]
+del _name, _value
 
 
 def _strip_prefix(state_dict: Mapping[str, Any]) -> Any:
