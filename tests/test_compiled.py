@@ -175,6 +175,7 @@ def test_with_the_default_off_calls_run_the_plain_function_until_a_scope_enables
 
 
 def test_compile_failure_is_logged(failing: CountingBackend, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="compile_policy")  # INFO: the warning tells the user
     step = policy_compiled(lambda t: t.cos(), backend=failing)
     with pytest.warns(CompileFallbackWarning):
         step(x())

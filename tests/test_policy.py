@@ -153,6 +153,41 @@ def test_process_default_comes_from_the_environment(env: dict[str, str], enabled
         assert f"{name}={value!r}" in result.stdout
 
 
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_compile_policy_is_unset_as_torch_reads_an_empty_variable(value: str) -> None:
+    result = run_python(
+        """
+        from compile_policy import CompilePolicy, current_policy, explain
+        print(current_policy() == CompilePolicy())
+        print(explain())
+        """,
+        COMPILE_POLICY=value,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "True"
+    assert f"COMPILE_POLICY={value!r} (empty: unset)" in result.stdout
+
+
+def test_a_bad_compile_policy_of_5_mb_gets_one_short_message_naming_the_variable() -> None:
+    # Set in the process: exec() takes at most 128 KiB per variable on Linux.
+    result = run_python(
+        """
+        import os
+        os.environ["COMPILE_POLICY"] = "on,fullgraph=" + "x" * 5_000_000
+        from compile_policy import current_policy, PolicyError
+        try:
+            current_policy()
+        except PolicyError as error:
+            print(error)
+        """
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    [message] = result.stdout.splitlines()
+    assert len(message) < 500, message[:1000]
+    assert message.startswith("environment variable COMPILE_POLICY='on,fullgraph=xxx")
+    assert "…(5000013 chars)" in message and "allowed: fullgraph=on, 1, true, off" in message
+
+
 @pytest.mark.parametrize("var", ["COMPILE_POLICY"])  # torch's variable has no bad values
 def test_bad_environment_value_raises_on_first_use_naming_variable_and_value(var: str) -> None:
     result = run_python(

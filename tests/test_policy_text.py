@@ -87,6 +87,11 @@ def test_parse_reads_every_grammar_form(text: str, expected: CompilePolicy) -> N
         ("backend=", "backend='' is not allowed"),
         ("backend=two words", "backend='two words' is not allowed"),
         ("backend=my_module:my_backend", "backend='my_module:my_backend' is not allowed"),
+        ('backend="never closed', "a double quote is never closed"),
+        ('backend="a" "b"', """backend='"a" "b"' is not allowed"""),
+        ('backend=""', """backend='""' is not allowed"""),
+        ('backend="7"x', """backend='"7"x' is not allowed"""),
+        ('mode="none"', """mode='"none"' is not allowed"""),
         ("on,options={'max_autotune': True}", "options cannot be given in text"),
         ("mode=default,mode=lite", "mode is given twice"),
         ("max-autotune,mode=lite", "mode is given twice"),
@@ -99,19 +104,85 @@ def test_bad_text_is_a_policy_error_quoting_it_naming_the_bad_part_and_the_allow
         CompilePolicy.parse(text)
     message = str(info.value)
     assert repr(text) in message and bad_part in message
-    assert "allowed: " in message
+    assert "allowed: " in message and len(message) < 400
     allowed = message.split("allowed: ", 1)[1]
     if bad_part.endswith("is not allowed"):  # a bad value: the field's own values are listed
         field = bad_part.split("=")[0]
         assert allowed.startswith(f"{field}=") and "none" in allowed
-    else:  # the whole grammar is listed
-        for word in ("on, 1, true, off, 0, false", "max-autotune", "backend=", "fallback=eager"):
+    elif "neither a switch word" in bad_part:  # the first item's forms
+        assert "on, 1, true, off, 0, false" in allowed and "max-autotune" in allowed
+    elif "empty" in bad_part:  # the whole grammar, in short
+        for word in ("on, 1, true, off, 0, false", "max-autotune", "backend", "fallback"):
             assert word in allowed
+    elif "options" not in bad_part and "quote" not in bad_part:  # a wrong key: the keys
+        assert "keys backend, mode, fullgraph, dynamic, fallback, stance" in allowed
 
 
 def test_parse_takes_only_text() -> None:
     with pytest.raises(PolicyError, match="must be a str"):
         CompilePolicy.parse(None)  # type: ignore[arg-type]
+
+
+FIVE_MB = "x" * 5_000_000
+
+
+@pytest.mark.parametrize(
+    "text",
+    [FIVE_MB, f"on,{FIVE_MB}", f"on,backend=-{FIVE_MB}", f"on,backend={FIVE_MB} y",
+     f"on,{FIVE_MB}=1", f"on,mode={FIVE_MB}", f"on,fallback=eager,fallback={FIVE_MB}",
+     f'on,backend="{FIVE_MB}', f"{FIVE_MB},", f"on,backend=eager,mode=lite,{FIVE_MB}"],
+    ids=["first-word", "later-word", "backend", "backend-space", "key", "mode", "twice",
+         "open-quote", "empty-item", "late"],
+)
+def test_a_bad_text_of_5_mb_gets_one_short_message_naming_its_start_and_length(text: str) -> None:
+    with pytest.raises(PolicyError) as info:
+        CompilePolicy.parse(text)
+    message = str(info.value)
+    assert len(message) < 500 and "\n" not in message, message[:1000]
+    assert f"…({len(text)} chars)" in message and message.startswith("text 'on,") == (
+        text.startswith("on,"))
+    assert "allowed: " in message
+
+
+@pytest.mark.parametrize(
+    ("make", "source"),
+    [
+        (lambda: CompilePolicy(mode=FIVE_MB), "mode="),
+        (lambda: CompilePolicy(fallback=FIVE_MB), "fallback="),
+        (lambda: CompilePolicy(stance=FIVE_MB), "stance="),
+        (lambda: CompilePolicy(enabled=FIVE_MB), "enabled="),  # type: ignore[arg-type]
+        (lambda: CompilePolicy(fullgraph=FIVE_MB), "fullgraph="),  # type: ignore[arg-type]
+        (lambda: CompilePolicy(backend=[FIVE_MB]), "backend="),  # type: ignore[arg-type]
+        (lambda: CompilePolicy(options=[FIVE_MB]), "options="),  # type: ignore[arg-type]
+        (lambda: CompilePolicy.parse([FIVE_MB]), "text "),  # type: ignore[arg-type]
+        (lambda: CompilePolicy.from_dict({FIVE_MB: 1}), "unknown key"),
+        (lambda: CompilePolicy.from_dict({"backend": [FIVE_MB]}), "backend="),
+        (lambda: CompilePolicy.from_dict({"options": [FIVE_MB]}), "options="),
+        (lambda: CompilePolicy.from_dict({"options": {"k": {FIVE_MB}}}), "options['k']="),
+        (lambda: CompilePolicy.from_dict([FIVE_MB]), "from_dict() takes a dict"),  # type: ignore[arg-type]
+        (lambda: compile_enabled(mode=FIVE_MB), "mode="),
+    ],
+)
+def test_every_bad_value_error_is_short_for_a_5_mb_value(make: Any, source: str) -> None:
+    with pytest.raises((PolicyError, TypeError)) as info:
+        make()
+    message = str(info.value)
+    assert len(message) < 500, message[:1000]
+    assert source in message and "chars" in message and "allowed" in message
+
+
+QUOTED_NAMES = ["a,b", "x=y", "two words", ' "quoted" ', "it's", "back\\slash", "none", "NONE",
+                "m:q", "tab\there", "line\nbreak", "é", "=", ",", '"', "eager"]
+
+
+@pytest.mark.parametrize("name", QUOTED_NAMES)
+def test_any_backend_name_survives_str_and_parse(name: str) -> None:
+    policy = CompilePolicy(backend=name, fallback="raise")
+    text = str(policy)
+    assert CompilePolicy.parse(text) == policy, text
+    assert CompilePolicy.parse(f" {text.replace(',fallback=', ' , fallback = ')} ") == policy
+    if name != "eager":  # the bare form only where it reads back the same
+        assert text.startswith('on,backend="'), text
 
 
 # -- round trips over every combination of field values ------------------------------------
@@ -247,7 +318,7 @@ def test_options_that_json_cannot_carry_fail_at_to_dict_naming_where(
 
 
 def test_from_dict_refuses_unknown_keys_and_non_mappings_with_a_type_error() -> None:
-    with pytest.raises(TypeError, match=r"unknown key\(s\) backnd, extra; allowed: enabled, backend"):
+    with pytest.raises(TypeError, match=r"unknown key\(s\) 'backnd', 'extra'; allowed: enabled, backend"):
         CompilePolicy.from_dict({"enabled": True, "backnd": "eager", "extra": 1})
     with pytest.raises(TypeError, match="takes a dict"):
         CompilePolicy.from_dict("on")  # type: ignore[arg-type]
@@ -364,6 +435,21 @@ def test_pytest_option_and_ini_take_the_whole_grammar(pytester: pytest.Pytester)
     runs["bad"].stderr.fnmatch_lines(
         ["*'on,backend=x,oops' is not a compile policy: 'oops' is not a key=value*"]
     )
+
+
+def test_a_bad_pytest_option_or_ini_of_5_mb_is_one_short_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_probe=PLUGIN_PROBE)
+    results = [
+        pytester.runpytest("-p", "no:xdist", f"--compile-policy={FIVE_MB}"),
+        pytester.runpytest("-p", "no:xdist", f"--compile-policy=both,{FIVE_MB}"),
+        pytester.runpytest("-p", "no:xdist", f"--compile-policy-reset={FIVE_MB}"),
+    ]
+    pytester.makeini(f"[pytest]\ncompile_policy = on,backend=eager,{FIVE_MB}\n")
+    results.append(pytester.runpytest("-p", "no:xdist"))
+    for result in results:
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        [line] = [line for line in result.errlines if "compile-policy" in line]
+        assert len(line) < 600 and "chars)" in line and "allowed" in line, line[:1000]
 
 
 # -- compile_seconds -----------------------------------------------------------------------

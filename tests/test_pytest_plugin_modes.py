@@ -74,8 +74,9 @@ def test_both_modes_run_each_variant_once_serially_and_under_xdist_marked_tests_
     serial.assert_outcomes(passed=10)
     assert passed_ids(serial) == BOTH_IDS
     serial.stdout.fnmatch_lines(
-        ["compile-policy: baseline both ([compiled] and [eager]; marked tests once; "
-         "from pytest option --compile-policy=Both,backend=eager); inductor cache: shared"]
+        ["compile-policy: baseline both ([compiled] and [eager]; marked tests, unittest.TestCase "
+         "tests and doctests once; from pytest option --compile-policy=Both,backend=eager); "
+         "inductor cache: shared"]
     )
     # both's fields hold in both runs
     assert [line.split()[-1] for line in serial.outlines if "BACKEND " in line] == ["eager"] * 2
@@ -83,6 +84,70 @@ def test_both_modes_run_each_variant_once_serially_and_under_xdist_marked_tests_
     xdist = pytester.runpytest_subprocess("-rA", "--strict-markers", "-n", "2")
     xdist.assert_outcomes(passed=10)
     assert passed_ids(xdist) == BOTH_IDS  # each variant exactly once in the whole run
+
+
+PARAMS = '''
+"""A doctest runs once, under the baseline.
+
+>>> 1 + 1
+2
+"""
+import unittest
+
+import pytest
+from compile_policy import current_policy
+
+@pytest.mark.parametrize("n", [
+    1,
+    pytest.param(2, marks=pytest.mark.compile_disabled),
+    pytest.param(3, marks=pytest.mark.compile_enabled(backend="eager")),
+])
+def test_param(n):
+    if n == 2:
+        assert not current_policy().enabled
+    if n == 3:
+        assert current_policy().enabled and current_policy().backend == "eager"
+
+@pytest.mark.parametrize("n", [1, pytest.param(2, marks=pytest.mark.compile_both)])
+def test_param_both(n):
+    pass
+
+@pytest.mark.compile_disabled
+@pytest.mark.parametrize("n", [1, pytest.param(2, marks=pytest.mark.compile_both)])
+def test_param_mark_is_closer(n):
+    if n == 1:
+        assert not current_policy().enabled
+
+class TestUnit(unittest.TestCase):
+    def test_unit(self):
+        pass
+'''
+
+
+def test_a_parameter_sets_own_marker_decides_its_modes_serially_and_under_xdist(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(CHECK_MODE)
+    pytester.makepyfile(test_params=PARAMS)
+    args = ("-rA", "--strict-markers", "--doctest-modules", "-p", "no:randomly")
+    once = ["test_param[1]", "test_param[2]", "test_param[3]", "test_param_both[1]",
+            "test_param_mark_is_closer[1]"]
+    twice = [f"{name}[2-{mode}]" for name in ("test_param_both", "test_param_mark_is_closer")
+             for mode in ("compiled", "eager")]
+    unparametrized = ["TestUnit::test_unit", "test_params"]  # a unittest test, the doctest
+    plain = pytester.runpytest(*args, "-p", "no:xdist")
+    assert passed_ids(plain) == sorted(f"test_params.py::{n}" for n in [*once, *twice, *unparametrized])
+    both_ids = sorted(
+        f"test_params.py::{name}"
+        for name in ["test_param[1-compiled]", "test_param[1-eager]", "test_param[2]", "test_param[3]",
+                     "test_param_both[1-compiled]", "test_param_both[1-eager]",
+                     "test_param_mark_is_closer[1]", *twice, *unparametrized]
+    )
+    serial = pytester.runpytest(*args, "-p", "no:xdist", "--compile-policy=both")
+    assert passed_ids(serial) == both_ids
+    serial.stdout.fnmatch_lines(["*unittest.TestCase tests and doctests once*"])
+    xdist = pytester.runpytest_subprocess(*args, "-n", "2", "--compile-policy=both")
+    assert passed_ids(xdist) == both_ids  # each item exactly once in the whole run
 
 
 MARKER = """

@@ -67,6 +67,22 @@ def check(backend: str | None) -> int:
     return 0
 
 
+def backend_list() -> str:
+    """Each backend name once, by torch's tags, without the ones torch registers for its own
+    tests (``relu_compile_error_TESTING_ONLY``, ...)."""
+    import torch
+
+    every = torch.compiler.list_backends(exclude_tags=())
+    plain = set(torch.compiler.list_backends())  # torch's default excludes debug, experimental
+    debug = set(every) - set(torch.compiler.list_backends(exclude_tags=("debug",)))
+    groups: dict[str, list[str]] = {"backends": [], "for debugging": [], "experimental": []}
+    for name in every:
+        if "TESTING_ONLY" not in name.upper():
+            group = "backends" if name in plain else "for debugging" if name in debug else "experimental"
+            groups[group].append(name)
+    return "; ".join(f"{label}: {', '.join(names)}" for label, names in groups.items() if names)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m compile_policy",
@@ -88,8 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import torch
 
-    print(f"torch {torch.__version__}; backends: {', '.join(torch.compiler.list_backends())}")
-    print(f"all backends: {', '.join(torch.compiler.list_backends(exclude_tags=()))}")
+    print(f"torch {torch.__version__}; {backend_list()}")
     if args.check:
         return check(args.backend)
     return 0

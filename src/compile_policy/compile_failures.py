@@ -1,6 +1,7 @@
 """How a compile failure, or a call Dynamo ran without compiled code, is told to the user.
 
-Each is said three ways, in this order: the ``compile_policy`` logger, an event for the
+Each is said three ways, in this order: the ``compile_policy`` logger (at INFO: the warning
+is what a user sees by default, once), an event for the
 observers of :mod:`compile_policy.compile_events` (the pytest run report), and a warning of
 this package's own category attributed to the user's call (the first frame outside this
 package), which the user's filters may turn into an error. What fell back, and the counters,
@@ -35,8 +36,10 @@ def report_failure(name: str, key: CompileOptions, error: BaseException, *, fell
         logger.info("%s: compile failed for %s (%s); fallback='raise' re-raises",
                     name, key.describe(), summary(error))
         return
-    logger.warning("%s: compile failed for %s (%s); this object runs eagerly for these options",
-                   name, key.describe(), summary(error))
+    # INFO: the warning below tells the user, once (an unconfigured logger prints WARNING
+    # records to stderr: the fallback was told twice).
+    logger.info("%s: compile failed for %s (%s); this object runs eagerly for these options",
+                name, key.describe(), summary(error))
     logger.debug("%s: the compile error", name, exc_info=error)
     # Before the warning, which the user's filters may turn into an error.
     compile_events.emit("fell back", name, key.describe(), summary(error))
@@ -73,7 +76,7 @@ def report_skipped(name: str, key: CompileOptions, why: str, *, isolated: bool) 
         # too, freed cache entries too); objects made anew can share one compile instead.
         message += ("; objects of the same code made anew (a population) can share one "
                     "compile with isolate_recompiles=False")
-    logger.warning(message)
+    logger.info(message)  # INFO: the warning below tells the user
     compile_events.emit("skipped", name, key.describe(),
                         "Dynamo ran calls without compiled code (recompile limit hit?)")
     warnings.warn(message, CompileSkippedWarning, stacklevel=_user_stacklevel())
@@ -89,18 +92,25 @@ def summary(error: BaseException) -> str:
 
 
 #: Frames of this package and of its generated functions (hot_path.HOT_PATH_FILE,
-#: governance.SHORTCUT_FILE; a test keeps these prefixes equal to them) are skipped when a
-#: warning is attributed to the user's call.
+#: generated_code.MODULE_CALL_FILE, governance.SHORTCUT_FILE; a test keeps these prefixes
+#: equal to them) are skipped when a warning is attributed to the user's call.
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-GENERATED_PREFIXES = ("<policy_compiled hot path", "<governed torch.compile")
+GENERATED_PREFIXES = ("<policy_compiled ", "<governed torch.compile")
 
 
 def _user_stacklevel() -> int:
     """``stacklevel`` for a warning raised by the caller: the first frame outside this
-    package (the user's call), whichever path (fast, slow, failure) led here."""
+    package and torch (the user's call), whichever path (fast, slow, failure) led here.
+
+    torch's frames too: a module is called through ``nn.Module.__call__`` (and a parent's
+    ``nn.Sequential``, DDP's forward, ...), and the line users look for is theirs that
+    called it, not ``torch/nn/modules/module.py:1776``.
+    """
+    skipped: tuple[str, ...] = (_PACKAGE_DIR, *GENERATED_PREFIXES)
+    torch_file = getattr(sys.modules.get("torch"), "__file__", None)
+    if torch_file:
+        skipped += (os.path.dirname(torch_file) + os.sep,)
     frame, level = sys._getframe(1), 1
-    while frame.f_back is not None and frame.f_code.co_filename.startswith(
-        (_PACKAGE_DIR, *GENERATED_PREFIXES)
-    ):
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(skipped):
         frame, level = frame.f_back, level + 1
     return level

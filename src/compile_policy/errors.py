@@ -19,6 +19,24 @@ __all__ = [
     "TorchInternalsError",
 ]
 
+#: How much of a bad value a message quotes: a 5 MB environment variable is named by its
+#: start and its length, so that the error stays one short line.
+SHOWN_CHARS = 60
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` for an error message, cut after :data:`SHOWN_CHARS` characters.
+
+        >>> shown("x" * 100)
+        "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'…(100 chars)"
+    """
+    if isinstance(value, str):  # cut before repr: a repr of 5 MB is not made for 60 chars
+        if len(value) <= SHOWN_CHARS:
+            return repr(value)
+        return f"{value[:SHOWN_CHARS]!r}…({len(value)} chars)"
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}…({len(text)} chars of repr)"
+
 
 class PolicyError(ValueError):
     """Invalid compile-policy input: a field value, an environment variable, a backend name.

@@ -14,11 +14,15 @@ compiled call for the hot path; 1.036x -> 1.02x the ungoverned call for the shor
 
 from __future__ import annotations
 
+import builtins
+import functools
 import inspect
 import linecache
 import types
 
-__all__ = ["compile_source", "names_used", "plain_parameters"]
+from .policy_stack import _short_path  # the path as explain() shows it
+
+__all__ = ["compile_source", "module_call_function", "names_used", "plain_parameters"]
 
 
 def plain_parameters(target: object, reserved: frozenset[str]) -> tuple[str, str] | None:
@@ -72,3 +76,42 @@ def names_used(code: types.CodeType) -> frozenset[str]:
         if isinstance(const, types.CodeType):
             names |= names_used(const)
     return frozenset(names)
+
+
+# The frame a policy-compiled module compiles (see modules.module_call): Dynamo names a
+# frame by its code's co_name and co_filename in its logs (TORCH_LOGS=recompiles, graph
+# breaks), so this one is named after the module's forward and where that is defined:
+# "Recompiling function forward in <policy_compiled MLP.forward (model.py:12)>", not a
+# frame of this package. One code object per class, as modules of one class shared one.
+# `module` is a closure cell, as in the function this replaced: Dynamo's guards keep a
+# frame's globals alive, and a module held there was never freed.
+MODULE_CALL = """\
+def make(module):
+    def forward(*args, **kwargs):
+        return {call}(*args, **kwargs)
+    return forward
+"""
+MODULE_CALL_FILE = "<policy_compiled {}>"
+_MODULE_CALL_GLOBALS = {"__builtins__": builtins}  # see hot_path: Dynamo reads them
+
+
+def module_call_function(module: object, call: str) -> types.FunctionType:
+    """A function running ``call`` (an expression of the global ``module``, such as
+    ``module._call_impl``) with its arguments, named after ``module``'s forward.
+
+        >>> module_call_function(obj, "module.run").__code__.co_filename  # doctest: +SKIP
+        '<policy_compiled Runner.forward (runner.py:3)>'
+    """
+    cls = type(module)
+    code = getattr(getattr(cls, "forward", None), "__code__", None)
+    forward = f"{cls.__qualname__}.forward"
+    if isinstance(code, types.CodeType):
+        forward += f" ({_short_path(code.co_filename)}:{code.co_firstlineno})"
+    make = types.FunctionType(_module_call_code(forward, call), _MODULE_CALL_GLOBALS)
+    function: types.FunctionType = make(module)
+    return function
+
+
+@functools.lru_cache(maxsize=256)
+def _module_call_code(forward: str, call: str) -> types.CodeType:
+    return compile_source(MODULE_CALL.format(call=call), MODULE_CALL_FILE.format(forward))

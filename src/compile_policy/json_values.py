@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from .errors import PolicyError
+from .errors import PolicyError, shown
 
 __all__ = ["callable_name", "decode_value", "encode_value", "import_callable"]
 
@@ -43,13 +43,13 @@ def encode_value(value: object, where: str) -> object:
     if type(value) is dict:
         if not all(type(key) is str for key in value):
             raise PolicyError(
-                f"{where}={value!r} cannot be written as policy data: its keys must be str; "
+                f"{where}={shown(value)} cannot be written as policy data: its keys must be str; "
                 f"allowed values: {_ALLOWED_VALUES}"
             )
         encoded = {key: encode_value(item, f"{where}[{key!r}]") for key, item in value.items()}
         return {_DICT: encoded} if any(key.startswith("$") for key in value) else encoded
     raise PolicyError(
-        f"{where}={value!r} ({type(value).__name__}) cannot be written as policy data; "
+        f"{where}={shown(value)} ({type(value).__name__}) cannot be written as policy data; "
         f"allowed values: {_ALLOWED_VALUES}"
     )
 
@@ -71,11 +71,11 @@ def decode_value(data: object, where: str) -> object:
                 return {key: decode_value(item, f"{where}[{key!r}]") for key, item in inner.items()}
         if any(isinstance(key, str) and key.startswith("$") for key in data):
             raise PolicyError(
-                f"{where}={data!r} is not valid policy data: a key starting with '$' is a tag "
+                f"{where}={shown(data)} is not valid policy data: a key starting with '$' is a tag "
                 f"({_TUPLE!r}: list, {_FLOAT!r}: 'nan'/'inf'/'-inf', {_DICT!r}: dict), alone in its dict"
             )
         return {key: decode_value(item, f"{where}[{key!r}]") for key, item in data.items()}
-    raise PolicyError(f"{where}={data!r} is not valid policy data; allowed: JSON values")
+    raise PolicyError(f"{where}={shown(data)} is not valid policy data; allowed: JSON values")
 
 
 def callable_name(backend: Callable[..., Any], *, lenient: bool) -> str:
@@ -92,7 +92,7 @@ def callable_name(backend: Callable[..., Any], *, lenient: bool) -> str:
     if lenient:
         return repr(backend)
     raise PolicyError(
-        f"backend={backend!r} cannot be written as policy data: a callable backend is written "
+        f"backend={shown(backend)} cannot be written as policy data: a callable backend is written "
         "as its importable module:qualname, and this one does not import back to itself; "
         "allowed: a backend name, or a module-level function or class"
     )
@@ -111,9 +111,10 @@ def import_callable(reference: str) -> object:
         target = _resolve(module, qualname)
     except (ImportError, AttributeError, ValueError) as error:
         raise PolicyError(
-            f"backend={reference!r} in policy data cannot be imported: {error}; allowed: a "
+            f"backend={shown(reference)} in policy data cannot be imported: {error}; allowed: a "
             "backend name, or 'module:qualname' of an importable callable"
         ) from error
     if not callable(target):
-        raise PolicyError(f"backend={reference!r} in policy data names {target!r}, which is not callable")
+        raise PolicyError(f"backend={shown(reference)} in policy data names {shown(target)}, "
+                          "which is not callable")
     return target

@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 from torch import nn
 
 from .errors import PolicyError
+from .generated_code import module_call_function
 from .module_guards import refuse_hf_trainer, refuse_parametrization
 from .policy import CompilePolicy
 
@@ -46,16 +47,8 @@ def module_call(module: nn.Module, *, in_place: bool = False) -> Callable[..., A
     ``module(...)`` as there (Dynamo handles a module call, DDP's included, as a call);
     ``_call_impl`` in place, as ``module.compile()``: the module's ``__call__`` leads here.
     """
-    if in_place:
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            return module._call_impl(*args, **kwargs)  # type: ignore[no-untyped-call]
-
-    else:
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            return module(*args, **kwargs)
-
+    # Generated, named after the module's forward: Dynamo's logs name the frame it compiles.
+    call = module_call_function(module, "module._call_impl" if in_place else "module")
     # Messages and stats name the module's class: "policy_compiled(MLP): compile failed ...".
     call.__name__ = call.__qualname__ = type(module).__qualname__
     # Tools that read the parameters (HF Trainer's column filter reads

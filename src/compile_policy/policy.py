@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 
-from .errors import PolicyError
+from .errors import PolicyError, shown
 from .policy_stack import current_policy, explain  # where the policy lives, re-exported
 
 # typing.TYPE_CHECKING without importing typing (see __init__.py)
@@ -43,7 +43,7 @@ STANCES = (
 
 def _check_optional_bool(name: str, value: object) -> None:
     if value is not None and not isinstance(value, bool):
-        raise PolicyError(f"{name}={value!r} is not allowed; allowed: True, False or None")
+        raise PolicyError(f"{name}={shown(value)} is not allowed; allowed: True, False or None")
 
 
 # eq=False, repr=False: the class defines its own (fields with their types; set fields only),
@@ -73,18 +73,18 @@ class CompilePolicy:
 
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):
-            raise PolicyError(f"enabled={self.enabled!r} is not allowed; allowed: True, False")
+            raise PolicyError(f"enabled={shown(self.enabled)} is not allowed; allowed: True, False")
         backend = self.backend
         if backend is not None and not (
             (isinstance(backend, str) and backend) or callable(backend)
         ):
             raise PolicyError(
-                f"backend={backend!r} is not allowed; allowed: None, a backend name "
+                f"backend={shown(backend)} is not allowed; allowed: None, a backend name "
                 "(see torch.compiler.list_backends()) or a callable backend"
             )
         if self.mode is not None and self.mode not in MODES:
             raise PolicyError(
-                f"mode={self.mode!r} is not a torch.compile mode; allowed: None, "
+                f"mode={shown(self.mode)} is not a torch.compile mode; allowed: None, "
                 + ", ".join(map(repr, MODES))
             )
         _check_optional_bool("fullgraph", self.fullgraph)
@@ -94,7 +94,7 @@ class CompilePolicy:
                 isinstance(key, str) for key in self.options
             ):
                 raise PolicyError(
-                    f"options={self.options!r} is not allowed; allowed: None or a mapping "
+                    f"options={shown(self.options)} is not allowed; allowed: None or a mapping "
                     "of option names (str) to values"
                 )
             from .option_values import FrozenOptions  # loads only for policies with options
@@ -105,13 +105,13 @@ class CompilePolicy:
                 object.__setattr__(self, "options", FrozenOptions(self.options))
         if self.fallback is not None and self.fallback not in FALLBACKS:
             raise PolicyError(
-                f"fallback={self.fallback!r} is not allowed; allowed: None, "
+                f"fallback={shown(self.fallback)} is not allowed; allowed: None, "
                 + ", ".join(map(repr, FALLBACKS))
             )
         if self.stance is not None and self.stance not in STANCES:
             hint = "; use compile_disabled() to run eagerly" if self.stance == "force_eager" else ""
             raise PolicyError(
-                f"stance={self.stance!r} is not allowed; allowed: None, "
+                f"stance={shown(self.stance)} is not allowed; allowed: None, "
                 + ", ".join(map(repr, STANCES)) + hint
             )
 

@@ -186,7 +186,11 @@ def _default_frame() -> _Frame:
     policy = CompilePolicy()
     sources = []
     raw = os.environ.get(ENV_VAR)
-    if raw is not None:
+    if raw is not None and not raw.strip():
+        # Set but empty (`COMPILE_POLICY= cmd`) is unset, as torch reads an empty
+        # TORCH_COMPILE_DISABLE.
+        sources.append(f"{ENV_VAR}={raw!r} (empty: unset)")
+    elif raw is not None:
         from .policy_text import parse_policy  # the grammar loads only when there is text
 
         policy = parse_policy(raw, source=f"environment variable {ENV_VAR}=")

@@ -3,7 +3,8 @@
 
 Each field is described once, in ``_FIELDS``: how its value reads and writes in text, and how
 it is written to JSON-safe data and read back. Text is comma-separated: a switch word or a
-mode name first (optional), then ``key=value`` items.
+mode name first (optional), then ``key=value`` items. A value may be a JSON string in double
+quotes, so that any backend name survives ``str()`` and ``parse()``: ``backend="my backend"``.
 
     >>> from compile_policy import CompilePolicy
     >>> p = CompilePolicy.parse("on, backend=aot_eager, fallback=raise")
@@ -15,12 +16,13 @@ mode name first (optional), then ``key=value`` items.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from . import policy as _policy
-from .errors import PolicyError
+from .errors import PolicyError, shown
 from .json_values import callable_name, decode_value, encode_value, import_callable
 
 __all__ = ["format_policy", "parse_policy", "policy_from_dict", "policy_to_dict"]
@@ -33,6 +35,9 @@ _SWITCH_WORDS = _ON + _OFF
 _BACKEND_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 # A backend *name* with ":" is tagged: a plain str with ":" is a callable's module:qualname.
 _NAME = "$name"
+# Items of a text with quoted values: a JSON string in double quotes (commas, "=" and
+# escaped quotes inside), a run of anything else, a comma, or a quote never closed.
+_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[^,"]+|[,"]', re.DOTALL)
 
 
 class _Bad(ValueError):
@@ -49,6 +54,10 @@ class _Field:
 
     def read(self, raw: str) -> object:
         raise NotImplementedError
+
+    def read_quoted(self, raw: str) -> object:
+        """The value of a quoted item (``none`` in quotes is the word, not None)."""
+        return self.read(raw)
 
     def write(self, value: Any) -> str:
         return str(value)
@@ -90,8 +99,8 @@ class _Choice(_Field):
 class _Backend(_Field):
     def __init__(self) -> None:
         super().__init__(
-            "a backend name (torch.compiler.list_backends()) or none; a callable backend "
-            "only in Python or in policy data (from_dict)"
+            'a backend name (torch.compiler.list_backends()), any name in JSON double quotes '
+            '("my backend"), or none; a callable backend only in Python or in policy data'
         )
 
     def read(self, raw: str) -> object:
@@ -99,8 +108,19 @@ class _Backend(_Field):
             raise _Bad
         return raw
 
+    def read_quoted(self, raw: str) -> object:
+        if not raw:
+            raise _Bad
+        return raw
+
     def write(self, value: Any) -> str:
-        return value if isinstance(value, str) else callable_name(value, lenient=True)
+        if not isinstance(value, str):
+            return callable_name(value, lenient=True)
+        if _BACKEND_NAME.fullmatch(value) and value.lower() != _NONE:
+            return value
+        # A name the bare form cannot carry (a comma, "=", a space, a quote, "none"): quoted,
+        # so that parse() reads back the same name.
+        return json.dumps(value, ensure_ascii=False)
 
     def encode(self, value: Any) -> object:
         if isinstance(value, str):
@@ -113,7 +133,7 @@ class _Backend(_Field):
             return data[_NAME]
         if not isinstance(data, str):
             raise PolicyError(
-                f"backend={data!r} is not allowed in policy data; allowed: a backend name, "
+                f"backend={shown(data)} is not allowed in policy data; allowed: a backend name, "
                 f"'module:qualname' of a callable backend, or {{{_NAME!r}: name}}"
             )
         return import_callable(data) if ":" in data else data
@@ -133,7 +153,7 @@ class _Options(_Field):
 
     def decode(self, data: object) -> object:
         if not isinstance(data, dict):
-            raise PolicyError(f"options={data!r} is not allowed in policy data; allowed: a dict")
+            raise PolicyError(f"options={shown(data)} is not allowed in policy data; allowed: a dict")
         return {key: decode_value(item, f"options[{key!r}]") for key, item in data.items()}
 
 
@@ -159,64 +179,92 @@ TEXT_KEYS = tuple(name for name, field in _FIELDS.items() if field.in_text and n
 
 
 # -- text --------------------------------------------------------------------------------
-def _grammar() -> str:
-    keys = "; ".join(f"{name}={_FIELDS[name].allowed}" for name in TEXT_KEYS)
-    return (
-        f"comma-separated items, first a switch word ({', '.join(_SWITCH_WORDS)}, "
-        f"any case) or a mode name ({', '.join(_policy.MODES)}) or neither, then key=value items: {keys}"
-    )
+# What an error lists as allowed: only the forms for the part that is wrong, so that every
+# message stays short (the whole grammar with every field's values is ~600 characters).
+_FIRST_WORDS = (f"a switch word ({', '.join(_SWITCH_WORDS)}, any case) or a mode name "
+                f"({', '.join(_policy.MODES)})")
+_KEYS = f"key=value items with keys {', '.join(TEXT_KEYS)}"
+_GRAMMAR = f"comma-separated items: {_FIRST_WORDS} or neither first, then {_KEYS}"
+
+
+def _items(text: str) -> list[str] | None:
+    """The comma-separated items of ``text``, a quoted value kept whole; None for a quote
+    never closed."""
+    if '"' not in text:
+        return text.split(",")
+    items, item = [], ""
+    for token in _TOKENS.findall(text):
+        if token == ",":
+            items.append(item)
+            item = ""
+        elif token == '"':
+            return None
+        else:
+            item += token
+    items.append(item)
+    return items
 
 
 def parse_policy(text: object, source: str = "text ") -> _policy.CompilePolicy:
     """The policy ``text`` spells (see :meth:`CompilePolicy.parse`); ``source`` names where
     the text came from, in the error message."""
 
-    def bad(problem: str, allowed: str | None = None) -> PolicyError:
-        return PolicyError(
-            f"{source}{text!r} is not a compile policy: {problem}; allowed: {allowed or _grammar()}"
-        )
+    def bad(problem: str, allowed: str = _GRAMMAR) -> PolicyError:
+        # One short line whatever the text's length: values are cut (errors.shown).
+        return PolicyError(f"{source}{shown(text)} is not a compile policy: {problem}; allowed: {allowed}")
 
     if not isinstance(text, str):
-        raise PolicyError(f"{source}{text!r} is not a compile policy: it must be a str")
+        raise PolicyError(f"{source}{shown(text)} is not a compile policy: it must be a str; "
+                          "allowed: a str such as 'on,backend=eager'")
     if not text.strip():
         raise bad("the text is empty")
+    items = _items(text)
+    if items is None:
+        raise bad('a double quote is never closed', 'a quoted value in JSON form, "..."')
     values: dict[str, object] = {}
-    for position, raw_item in enumerate(text.split(",")):
+    for position, raw_item in enumerate(items):
         item = raw_item.strip()
         if not item:
             raise bad(f"item {position + 1} is empty (a stray comma?)")
         key, has_value, raw_value = (part.strip() for part in item.partition("="))
         if not has_value:
             if position:
-                raise bad(f"{item!r} is not a key=value item (only the first item may be a bare word)")
+                raise bad(f"{shown(item)} is not a key=value item (only the first item may be "
+                          "a bare word)", _KEYS)
             word = item.lower()
             if word in _SWITCH_WORDS:
                 values["enabled"] = word in _ON
             elif word in _policy.MODES:
                 values["mode"] = word
             else:
-                raise bad(f"{item!r} is neither a switch word nor a mode name")
+                raise bad(f"{shown(item)} is neither a switch word nor a mode name", _FIRST_WORDS)
             continue
         name = key.lower()
         if name == "options":
-            raise bad("options cannot be given in text (they are a mapping); set them in Python "
-                      "(CompilePolicy(options=...)) or in policy data (CompilePolicy.from_dict)")
+            raise bad("options cannot be given in text (they are a mapping)",
+                      "options in Python (CompilePolicy(options=...)) or in policy data "
+                      "(CompilePolicy.from_dict)")
         if name not in TEXT_KEYS:
-            raise bad(f"unknown key {key!r} in {item!r}")
+            raise bad(f"unknown key {shown(key)}", _KEYS)
         if name in values:
-            raise bad(f"{name} is given twice (in {item!r})")
+            raise bad(f"{name} is given twice", f"{_KEYS}, each once")
         field = _FIELDS[name]
-        if raw_value.lower() == _NONE:
-            values[name] = None
-            continue
         try:
-            values[name] = field.read(raw_value)
-        except _Bad:
-            raise bad(f"{name}={raw_value!r} is not allowed", f"{name}={field.allowed}") from None
+            if raw_value.startswith('"'):
+                quoted = json.loads(raw_value)
+                if not isinstance(quoted, str):
+                    raise _Bad
+                values[name] = field.read_quoted(quoted)
+            elif raw_value.lower() == _NONE:
+                values[name] = None
+            else:
+                values[name] = field.read(raw_value)
+        except ValueError:  # _Bad, or a quoted value that is not one JSON string
+            raise bad(f"{name}={shown(raw_value)} is not allowed", f"{name}={field.allowed}") from None
     try:
         return _policy.CompilePolicy(**values)  # type: ignore[arg-type]
     except PolicyError as error:  # a combination the constructor refuses
-        raise bad(str(error)) from None
+        raise bad(str(error), "see CompilePolicy") from None
 
 
 def format_policy(policy: _policy.CompilePolicy) -> str:
@@ -237,8 +285,9 @@ def policy_to_dict(policy: _policy.CompilePolicy) -> dict[str, object]:
 def policy_from_dict(data: object) -> _policy.CompilePolicy:
     """The policy ``data`` describes (see :meth:`CompilePolicy.from_dict`)."""
     if not isinstance(data, Mapping):
-        raise TypeError(f"CompilePolicy.from_dict() takes a dict (from to_dict()); got {data!r}")
-    unknown = sorted(str(key) for key in data if key not in _FIELDS)
+        raise TypeError(f"CompilePolicy.from_dict() takes a dict; got {shown(data)}; allowed: a dict "
+                        "as to_dict() makes")
+    unknown = sorted(shown(key) for key in data if key not in _FIELDS)
     if unknown:
         raise TypeError(
             f"CompilePolicy.from_dict() got unknown key(s) {', '.join(unknown)}; "

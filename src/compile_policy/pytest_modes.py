@@ -3,16 +3,23 @@
 A test runs in both modes, once ``[compiled]`` (compile enabled) and once ``[eager]``
 (compile disabled), when its closest policy marker is ``compile_both``, or when the run's
 policy is ``both`` and it carries no ``compile_enabled`` / ``compile_disabled`` marker.
-The two runs are two parametrized items, so ``-n 2`` runs each exactly once, and the ids
-combine with the test's own parameters as pytest combines them (``test_x[1-compiled]``).
+The closest marker is a parameter set's own (``pytest.param(2, marks=...)``), then the
+function's, its class's, its module's. The two runs are two parametrized items, so ``-n 2``
+runs each exactly once, and the ids combine with the test's own parameters as pytest
+combines them (``test_x[1-compiled]``). Items pytest does not parametrize
+(``unittest.TestCase`` tests, doctests) run once, under the run's baseline.
 
     @pytest.mark.compile_both
     def test_step_agrees(): ...        # test_step_agrees[compiled], test_step_agrees[eager]
+
+    @pytest.mark.parametrize("n", [1, pytest.param(2, marks=pytest.mark.compile_disabled)])
+    def test_n(n): ...                 # with both: test_n[1-compiled], test_n[1-eager], test_n[2]
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import pytest
 
@@ -37,9 +44,9 @@ MARKERS = (
 )
 
 
-def runs_both(node: pytest.Item, run_policy: str | None) -> bool:
-    """Whether the test at ``node`` (an item or a function definition) runs in both modes."""
-    for marker in node.iter_markers():  # closest first
+def runs_both(markers: Iterable[pytest.Mark], run_policy: str | None) -> bool:
+    """Whether a test with ``markers`` (closest first) runs in both modes."""
+    for marker in markers:
         if marker.name == "compile_both":
             return True
         if marker.name in ("compile_enabled", "compile_disabled"):
@@ -48,13 +55,31 @@ def runs_both(node: pytest.Item, run_policy: str | None) -> bool:
 
 
 def parametrize_modes(metafunc: pytest.Metafunc, run_policy: str | None) -> None:
-    """Make the ``[compiled]`` and ``[eager]`` items of a test that runs in both modes."""
-    if MODE_PARAM in metafunc.fixturenames or not runs_both(metafunc.definition, run_policy):
+    """Make the ``[compiled]`` and ``[eager]`` items of each parameter set that runs in both
+    modes; a parameter set marked to run once stays one item, with its own id."""
+    if MODE_PARAM in metafunc.fixturenames:
+        return
+    # The parameter sets made so far, with their marks (pytest.param(..., marks=...)): pytest
+    # keeps them in `_calls` only (pytest 7-9), no public API shows them to this hook. With
+    # no such list, the function's own markers decide for all its parameter sets.
+    made = getattr(metafunc, "_calls", None)
+    calls: list[Any] = list(made) if isinstance(made, list) and made else [None]
+    own = list(metafunc.definition.iter_markers())
+    both = [runs_both([*getattr(call, "marks", ()), *own], run_policy) for call in calls]
+    if not any(both):
         return
     # The way pytest-repeat adds a parameter the test function does not name: request the
     # plugin's fixture, then parametrize it indirectly.
     metafunc.fixturenames.append(MODE_PARAM)
     metafunc.parametrize(MODE_PARAM, MODES, indirect=True, ids=MODES)
+    if not all(both):
+        # parametrize() made each parameter set two, in order: keep one where it runs once.
+        split = metafunc._calls
+        metafunc._calls = [
+            kept
+            for index, (call, twice) in enumerate(zip(calls, both, strict=True))
+            for kept in (split[2 * index: 2 * index + 2] if twice else [call])
+        ]
 
 
 def mode_of(item: pytest.Item) -> str | None:
@@ -64,13 +89,23 @@ def mode_of(item: pytest.Item) -> str | None:
     return mode if isinstance(mode, str) else None
 
 
+def policy_markers(item: pytest.Item) -> list[pytest.Mark]:
+    """The test's policy markers, closest first: its parameter set's own marks, then the
+    function's, its class's, its module's (``item.iter_markers()`` yields the parameter
+    set's after the function's)."""
+    callspec = getattr(item, "callspec", None)
+    own = [m for m in getattr(callspec, "marks", ()) if m.name in POLICY_MARKERS]
+    rest = [m for m in item.iter_markers() if m.name in POLICY_MARKERS and all(m is not o for o in own)]
+    return [*own, *rest]
+
+
 def marker_frame(item: pytest.Item, below: _stack._Frame | None) -> _stack._Frame | None:
     """The test's stack: its mode and its markers, module first, over the run's baseline.
 
     Raises TypeError or PolicyError for a marker used wrongly; the plugin fails that test.
     """
     mode = mode_of(item)
-    markers = [m for m in item.iter_markers() if m.name in POLICY_MARKERS]
+    markers = policy_markers(item)
     frame = below
     if mode is not None and not any(m.name == "compile_both" for m in markers):
         # --compile-policy=both: the mode is the run's, right above the baseline.

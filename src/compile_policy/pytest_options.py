@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import pytest
 
-from .errors import PolicyError
+from .errors import PolicyError, shown
 from .policy import CompilePolicy
 
 __all__ = ["PluginSettings", "Setting", "add_options", "resolve"]
@@ -122,7 +122,7 @@ def _resolve_one(config: pytest.Config, setting: Setting) -> Choice:
     value = raw.strip().lower()
     if value not in setting.allowed:
         raise pytest.UsageError(
-            f"compile-policy: {label}{raw!r} is not allowed; "
+            f"compile-policy: {label}{shown(raw)} is not allowed; "
             f"allowed (any case): {', '.join(setting.allowed)}"
         )
     return Choice(value, source)
@@ -138,7 +138,7 @@ def _policy_choice(raw: str, label: str, source: str) -> Choice:
     try:
         if first.strip().lower() == "both":
             # The fields hold in both runs; each run sets `enabled` itself.
-            layer = parse_policy("on," + rest, source=f"{label}{raw!r}: ") if rest.strip() else None
+            layer = parse_policy("on," + rest, source=f"{label}{shown(raw)}: ") if rest.strip() else None
             return Choice("both", source, layer)
         layer = parse_policy(raw, source=label)
     except PolicyError as error:

@@ -143,7 +143,8 @@ def pytest_report_header(config: pytest.Config) -> str:
     settings = state.settings
     enabled = current_policy().enabled
     if settings.policy.value == "both":
-        baseline = f"both ([compiled] and [eager]; marked tests once; from {settings.policy.source})"
+        baseline = (f"both ([compiled] and [eager]; marked tests, unittest.TestCase tests and "
+                    f"doctests once; from {settings.policy.source})")
     else:
         if not settings.policy.is_default:
             source = settings.policy.source
@@ -173,7 +174,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(name=MODE_PARAM)
 def _mode_param(request: pytest.FixtureRequest) -> str:
     """The ``[compiled]``/``[eager]`` parameter (read by the setup hook, not by tests)."""
-    return str(request.param)
+    return str(getattr(request, "param", ""))  # none where a parameter set runs once
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

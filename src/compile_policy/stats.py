@@ -68,6 +68,41 @@ class CompileStats:
         default_factory=lambda: types.MappingProxyType({})
     )
 
+    def __repr__(self) -> str:
+        """One line: the counters, and how many variants and failures (``str()`` lists them).
+
+            >>> step.stats()
+            <CompileStats compiled_calls=1 eager_calls=1 fallback_calls=0 skipped_calls=0
+             graphs_compiled=1 compile_seconds=0.031 variants=1 failures=0>
+        """
+        return (f"<CompileStats {self._counters()} variants={len(self.variants)} "
+                f"failures={len(self.failures)}>")
+
+    def __str__(self) -> str:
+        """The counters, then a line per variant and per failure (``print(step.stats())``).
+
+            >>> print(step.stats())  # one line for the counters, wrapped here
+            compiled_calls=1 eager_calls=1 fallback_calls=0 skipped_calls=0 graphs_compiled=1
+            compile_seconds=0.031
+              variant backend='inductor', mode=None, ...: 0.031 s compiling
+        """
+        from .compile_failures import summary
+
+        lines = [self._counters()]
+        for key in self.variants:
+            seconds = self.variant_compile_seconds.get(key, 0.0)
+            lines.append(f"  variant {key.describe()}: {seconds:.3f} s compiling")
+        for failure in self.failures:
+            outcome = "fell back" if failure.fell_back else "raised"
+            lines.append(f"  failure {failure.key.describe()}: {summary(failure.exception)} "
+                         f"({outcome})")
+        return "\n".join(lines)
+
+    def _counters(self) -> str:
+        return (f"compiled_calls={self.compiled_calls} eager_calls={self.eager_calls} "
+                f"fallback_calls={self.fallback_calls} skipped_calls={self.skipped_calls} "
+                f"graphs_compiled={self.graphs_compiled} compile_seconds={self.compile_seconds:.3f}")
+
 
 
 def counter_value(counter: itertools.count[int]) -> int:
