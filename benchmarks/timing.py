@@ -40,3 +40,11 @@ def median(values: list[float]) -> float:
 def ratio(samples: dict[str, list[float]], name: str, reference: str) -> float:
     """Median over rounds of ``name / reference`` measured in the same round."""
     return statistics.median(a / b for a, b in zip(samples[name], samples[reference], strict=True))
+
+
+def overhead_ratio(samples: dict[str, list[float]], name: str, reference: str, base: str) -> float:
+    """Median over rounds of ``(name - base) / (reference - base)`` measured in the same round:
+    what ``name`` adds to ``base`` as a fraction of what ``reference`` adds to it. Unlike a
+    ratio of totals it does not depend on how much ``base`` itself costs."""
+    rounds = zip(samples[name], samples[reference], samples[base], strict=True)
+    return statistics.median((a - c) / (b - c) for a, b, c in rounds)
