@@ -179,7 +179,7 @@ def governance_cost(quick: bool) -> list[Row]:
     # function) costs nothing of its own here: its cost is inside the two claims above that
     # time the governed path. Where compile_stats() takes one, show what it counted per worker.
     for name, values in tables.get("counted", {}).items():
-        rows.append(Row(f"governance: compile_stats() of the governed function: {name}",
+        rows.append(Row(f"governance: calls compile_stats() counted: {name}",
                         median(values), "calls"))
     return rows
 
