@@ -17,12 +17,26 @@ demo: $(SETUP)
 test: $(SETUP)
 	$(PYTHON) -m pytest -n auto --dist loadgroup
 
-bench: $(SETUP)
-	$(PYTHON) -m benchmarks --json bench.json
+# `make bench TORCH=2.15.0` runs the same benchmarks on another torch release, in .venv-torch-2.15.0
+# (that torch, from PyPI, and this package installed without touching it); bench-torch-2.15.0.json.
+# PIP_CONSTRAINT=/dev/null lifts a machine-wide pip constraint file that caps torch, where one exists.
+TORCH_VENV := .venv-torch-$(TORCH)
+
+$(TORCH_VENV)/.installed: pyproject.toml
+	python3 -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	PIP_CONSTRAINT=/dev/null $(TORCH_VENV)/bin/python -m pip install --quiet torch==$(TORCH) pytest pytest-xdist
+	$(TORCH_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+BENCH_VENV := $(if $(TORCH),$(TORCH_VENV),$(VENV))
+
+bench: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python -m benchmarks --json bench$(if $(TORCH),-torch-$(TORCH)).json
 
 # Every case once, few repetitions: checks that each runs and each claim is measured, not the claims.
-bench-quick: $(SETUP)
-	$(PYTHON) -m benchmarks --quick
+bench-quick: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python -m benchmarks --quick
 
 # Where the compiled path's overhead goes, piece by piece (needs valgrind; ~10 minutes).
 cachesim: $(SETUP)
@@ -39,4 +53,4 @@ example-ddp: $(SETUP)
 	$(VENV)/bin/torchrun --nproc-per-node 2 examples/ddp_train.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache bench.json
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache bench.json bench-torch-*.json

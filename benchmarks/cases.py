@@ -8,9 +8,10 @@ from typing import Any
 import torch
 
 from . import claims
+from .process_state import own_code
 from .table import Row
-from .timing import interleaved, median, ratio
-from .workers import Samples, pooled
+from .timing import interleaved, median, overhead_ratio, ratio
+from .workers import STATE, Samples, pooled
 
 __all__ = ["Row", "call_overhead", "scope_cost", "toggling", "train_step"]
 
@@ -24,7 +25,7 @@ TRAIN_WORKERS = 5
 
 def scope_samples(quick: bool) -> dict[str, Samples]:
     """1. Entering and exiting a scope, against PyTorch's switches and a bare ContextVar, in
-    the form users measure it (benchmarks/scope_harness.py)."""
+    the form users measure it, after a compiled call (benchmarks/scope_harness.py)."""
     from . import scope_harness
 
     return {"scope": scope_harness.samples(quick)}
@@ -33,13 +34,21 @@ def scope_samples(quick: bool) -> dict[str, Samples]:
 def scope_cost(quick: bool) -> list[Row]:
     from .scope_harness import ratio_of_medians
 
-    samples = pooled("scope_samples", quick, 1 if quick else WORKERS)["scope"]
-    rows = []
+    tables = pooled("scope_samples", quick, 1 if quick else WORKERS)
+    samples = tables["scope"]
+    # The state every call-cost case is timed in (process_state.py): after a compiled call.
+    rows = [Row("after a compiled call: context variables set", median(tables[STATE]["context variables"]),
+                "vars")]
     for name in samples:
         r = ratio_of_medians(samples, name, "torch.no_grad()")
         claim = claims.SCOPE if name == "compile_disabled()" else None
         rows.append(Row(f"enter+exit {name}", median(samples[name]), "ns", "torch.no_grad()", r,
                         claim))
+    # The floor: what any context-local scope costs at least, one ContextVar set and reset.
+    floor = "ContextVar set/reset"
+    rows.append(Row("enter+exit compile_disabled() vs its floor", median(samples["compile_disabled()"]),
+                    "ns", floor, ratio_of_medians(samples, "compile_disabled()", floor),
+                    claims.SCOPE_FLOOR))
     return rows
 
 
@@ -66,15 +75,16 @@ def call_samples(quick: bool) -> dict[str, Samples]:
     """2 and 3. A call through policy_compiled against the direct call, on each path.
 
     On the compiled path the reference is the same torch.compile'd function that the object
-    built (called directly); a default ``torch.compile(tiny)`` is timed too: the difference
-    between the two is torch's own cost of ``isolate_recompiles`` plus the graph counter.
+    built (called directly); a default ``torch.compile`` of tiny's code is timed too (a copy
+    with its own code object: see process_state.own_code): the difference between the two is
+    torch's own cost of ``isolate_recompiles`` plus the graph counter.
     """
     import torch
 
     from compile_policy import compile_disabled
 
     x, wrapped, same = tiny_compiled()
-    default = torch.compile(_tiny)
+    default = torch.compile(own_code(_tiny, "_tiny_default"))
     default(x)
     bare_compiled, bare_plain = _BareWrapper(same), _BareWrapper(_tiny)
     calls, rounds = (100, 15) if quick else (200, 61)
@@ -102,7 +112,9 @@ def call_overhead(quick: bool) -> list[Row]:
     r_compiled = ratio(compiled, "policy_compiled", "same")
     r_default = ratio(compiled, "policy_compiled", "default")
     r_eager = ratio(eager, "policy_compiled", "plain")
-    r_stance = ratio(eager, "policy_compiled", "force_eager")
+    # What each adds to the plain call, the one against the other: a ratio of totals would
+    # depend on the function's own cost (the plain call is in both).
+    r_stance = overhead_ratio(eager, "policy_compiled", "force_eager", "plain")
     return [
         Row("compiled path: the object's torch.compile(tiny), direct", median(compiled["same"]), "ns"),
         Row("compiled path: plain torch.compile(tiny), direct", median(compiled["default"]), "ns"),
@@ -117,13 +129,13 @@ def call_overhead(quick: bool) -> list[Row]:
             median(eager["policy_compiled"]), "ns", "plain tiny()", r_eager, claims.EAGER_PATH),
         Row('eager path: torch.compile(tiny) under set_stance("force_eager")',
             median(eager["force_eager"]), "ns", "plain tiny()", ratio(eager, "force_eager", "plain")),
-        Row("eager path: policy_compiled(tiny) disabled vs force_eager", r_stance, "x",
-            'torch.compile(tiny), "force_eager"', r_stance, claims.DISABLED_VS_FORCE_EAGER),
-        # What no wrapper can beat: the plain function itself (the claim's floor on this machine).
-        Row("eager path: floor, plain tiny() vs force_eager", ratio(eager, "plain", "force_eager"),
-            "x", 'torch.compile(tiny), "force_eager"', ratio(eager, "plain", "force_eager")),
+        Row("eager path: overhead, disabled policy_compiled vs force_eager", r_stance, "x",
+            "each over plain tiny()", r_stance, claims.DISABLED_VS_FORCE_EAGER),
         Row("eager path: floor, a bare Python wrapper object", median(eager["bare"]), "ns",
             "plain tiny()", ratio(eager, "bare", "plain")),
+        Row("eager path: overhead, a bare wrapper object vs force_eager",
+            overhead_ratio(eager, "bare", "force_eager", "plain"), "x", "each over plain tiny()",
+            overhead_ratio(eager, "bare", "force_eager", "plain")),
     ]
 
 
@@ -167,7 +179,8 @@ def train_samples(quick: bool) -> dict[str, Samples]:
     from compile_policy import compile_disabled, policy_compiled
 
     step, _keep = _mlp_step()
-    direct = torch.compile(step)
+    # The direct compile gets a code object of its own (process_state.own_code).
+    direct = torch.compile(own_code(step, "step_direct"))
     wrapped = policy_compiled(step)
     start = time.perf_counter()
     wrapped()

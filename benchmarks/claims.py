@@ -56,11 +56,13 @@ def claim(name: str, op: str, limit: float, unit: str = "") -> Claim:
     return made
 
 
-SCOPE = claim("enter+exit `compile_disabled()` vs `torch.no_grad()`", "<=", 0.40, "x")
+# Every call cost is timed after a compiled call (process_state.py), as users' processes are.
+SCOPE = claim("enter+exit `compile_disabled()` vs `torch.no_grad()`", "<=", 0.60, "x")
+SCOPE_FLOOR = claim("enter+exit `compile_disabled()` vs a bare `ContextVar` set/reset", "<=", 2.75, "x")
 COMPILED_PATH = claim("compiled-path call vs the same compiled function called directly", "<=", 1.05, "x")
 DISABLED_VS_FORCE_EAGER = claim(
-    'disabled call vs the same `torch.compile`d function under `set_stance("force_eager")`',
-    "<=", 0.60, "x")
+    'overhead of a disabled call vs that of the same `torch.compile`d function under '
+    '`set_stance("force_eager")`, each over the plain function', "<=", 0.10, "x")
 EAGER_PATH = claim("eager-path call vs the plain function", "<=", 1.08, "x")
 TRAIN_STEP = claim("MLP train step through `policy_compiled` vs `torch.compile` directly", "<=", 1.02, "x")
 MODULE_COMPILED = claim("MLP forward through the module wrapper vs `torch.compile(module)`, compiled",

@@ -11,13 +11,13 @@ from __future__ import annotations
 import gc
 import random
 import sys
-import types
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 from . import claims
 from .cases import WORKERS, Row, _tiny
+from .process_state import own_code
 from .timing import median, per_call_ns, ratio
 from .workers import pooled
 
@@ -59,18 +59,6 @@ def _interleaved_governed(candidates: Candidates, calls: int, rounds: int) -> Sa
     return samples
 
 
-def _tiny_code_of_its_own(name: str) -> Callable[..., Any]:
-    """The tiny function with a code object of its own, so that its cache entry is its own.
-
-    A second ``torch.compile`` of the same code finds the first one's cache entry and passes
-    its guards, but each call then also checks that the entry's backend matches its own
-    (torch 2.13's BACKEND_MATCH): about 4% of the tiny call, governed or not ("a second
-    torch.compile of the same code" below).
-    """
-    code = _tiny.__code__.replace(co_name=name)
-    return types.FunctionType(code, _tiny.__globals__, name)
-
-
 def governance_samples(quick: bool) -> dict[str, Samples]:
     """One worker's rounds: the tiny function compiled before and after the install."""
     import torch
@@ -85,7 +73,9 @@ def governance_samples(quick: bool) -> dict[str, Samples]:
     governance.govern_torch_compile()
     # Compiled governed (a shortcut for disabled contexts), with a cache entry of its own as
     # `before` has: the ratio is governance's cost alone.
-    after = torch.compile(_tiny_code_of_its_own("_tiny_compiled_governed"))
+    # (A second torch.compile of the same code pays torch's BACKEND_MATCH guard, about 4% of
+    # the tiny call, governed or not: "a second torch.compile of the same code" below.)
+    after = torch.compile(own_code(_tiny, "_tiny_compiled_governed"))
     after(x)
     governance._uninstall()
     # The very torch compile_wrapper that `after` wraps: timed with governance uninstalled,
@@ -126,7 +116,31 @@ def governance_samples(quick: bool) -> dict[str, Samples]:
     scopes = _interleaved_governed(
         {"ungoverned": (False, scope), "governed": (True, scope)}, calls * 5, rounds
     )
-    return {"compiled": compiled, "eager": eager, "scope": scopes}
+    tables = {"compiled": compiled, "eager": eager, "scope": scopes}
+    counted = _counted_calls(after)
+    if counted is not None:
+        tables["counted"] = counted
+    return tables
+
+
+def _counted_calls(governed: Callable[..., Any]) -> Samples | None:
+    """What ``compile_stats()`` counted of a governed ``torch.compile``'d function's timed calls,
+    or None where it does not take one (a release before it counts governed calls).
+
+    It counts on the governed call path itself, so the claims above (the governed call against
+    the same function ungoverned, and in a disabled scope against the plain function) already
+    include what counting costs: these rows show that the timed path was the counting one.
+    """
+    from compile_policy import compile_stats, governance
+
+    governance.govern_torch_compile()
+    try:
+        stats = compile_stats(governed)
+    except TypeError:
+        return None
+    finally:
+        governance._uninstall()
+    return {name: [float(getattr(stats, name))] for name in ("compiled_calls", "eager_calls")}
 
 
 def governance_cost(quick: bool) -> list[Row]:
@@ -161,6 +175,12 @@ def governance_cost(quick: bool) -> list[Row]:
     r = ratio(scopes, "governed", "ungoverned")
     rows.append(Row("governance: enter+exit compile_disabled(), governed", median(scopes["governed"]),
                     "ns", "not governed", r, claims.GOVERNED_SCOPE))
+    # Counting a governed function's calls (compile_stats() of a governed torch.compile'd
+    # function) costs nothing of its own here: its cost is inside the two claims above that
+    # time the governed path. Where compile_stats() takes one, show what it counted per worker.
+    for name, values in tables.get("counted", {}).items():
+        rows.append(Row(f"governance: calls compile_stats() counted: {name}",
+                        median(values), "calls"))
     return rows
 
 

@@ -11,6 +11,10 @@ compares figures measured in one process, and no single process's layout decides
 
 A sampler is a function ``(quick: bool) -> dict[str, Samples]`` of a module of this package
 (``pooled(my_samples, quick, WORKERS)``; a bare name means one of ``benchmarks.cases``).
+
+Every worker first compiles and calls a function (process_state.py), so that each sampler
+times its calls in the state users' processes are in, and reports how many context variables
+its thread had set when the sampler returned (table ``STATE``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ from collections.abc import Callable
 
 #: One table's samples: candidate -> per-call nanoseconds, one sample per round.
 Samples = dict[str, list[float]]
+
+#: The table each worker adds: the number of context variables set in its thread.
+STATE = "process state"
 
 
 def pooled(sampler: str | Callable[[bool], dict[str, Samples]], quick: bool,
@@ -46,9 +53,14 @@ def pooled(sampler: str | Callable[[bool], dict[str, Samples]], quick: bool,
 
 def main(argv: list[str]) -> None:
     warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
+    from .process_state import after_a_compiled_call, context_variables
+
     module, _, name = argv[0].rpartition(":")
     sampler = getattr(importlib.import_module(module or "benchmarks.cases"), name)
-    json.dump(sampler("--quick" in argv[1:]), sys.stdout)
+    after_a_compiled_call()
+    tables = sampler("--quick" in argv[1:])
+    tables[STATE] = {"context variables": [float(context_variables())]}
+    json.dump(tables, sys.stdout)
 
 
 if __name__ == "__main__":
