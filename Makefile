@@ -3,7 +3,7 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 SETUP  := $(VENV)/.installed
 
-.PHONY: demo test bench bench-quick cachesim lint example-pytest example-ddp clean
+.PHONY: demo test test-integrations bench bench-quick cachesim lint example-pytest example-ddp clean
 
 $(SETUP): pyproject.toml constraints-dev.txt
 	python3 -m venv $(VENV)
@@ -16,6 +16,20 @@ demo: $(SETUP)
 
 test: $(SETUP)
 	$(PYTHON) -m pytest -n auto --dist loadgroup
+
+# HF transformers (+ accelerate) and Lightning in a venv of their own: never dependencies of the package.
+INTEGRATIONS_VENV  := .venv-integrations
+INTEGRATIONS_SETUP := $(INTEGRATIONS_VENV)/.installed
+
+$(INTEGRATIONS_SETUP): pyproject.toml constraints-dev.txt constraints-integrations.txt
+	python3 -m venv $(INTEGRATIONS_VENV)
+	$(INTEGRATIONS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(INTEGRATIONS_VENV)/bin/python -m pip install --quiet -c constraints-dev.txt -c constraints-integrations.txt \
+		-e '.[test]' transformers accelerate lightning
+	touch $(INTEGRATIONS_SETUP)
+
+test-integrations: $(INTEGRATIONS_SETUP)
+	$(INTEGRATIONS_VENV)/bin/python -m pytest -p no:cacheprovider tests/integrations
 
 bench: $(SETUP)
 	$(PYTHON) -m benchmarks --json bench.json
@@ -39,4 +53,4 @@ example-ddp: $(SETUP)
 	$(VENV)/bin/torchrun --nproc-per-node 2 examples/ddp_train.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache bench.json
+	rm -rf $(VENV) $(INTEGRATIONS_VENV) build *.egg-info src/*.egg-info .pytest_cache bench.json
