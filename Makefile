@@ -29,7 +29,8 @@ $(INTEGRATIONS_SETUP): pyproject.toml constraints-dev.txt constraints-integratio
 	touch $(INTEGRATIONS_SETUP)
 
 test-integrations: $(INTEGRATIONS_SETUP)
-	$(INTEGRATIONS_VENV)/bin/python -m pytest -p no:cacheprovider tests/integrations
+	$(INTEGRATIONS_VENV)/bin/python -m pytest -p no:cacheprovider tests/integrations \
+		'tests/test_docs.py::test_python_blocks_run[frameworks.md]'
 
 bench: $(SETUP)
 	$(PYTHON) -m benchmarks --json bench.json

@@ -65,7 +65,7 @@ def _policy_for(stage: str, value: object) -> CompilePolicy | None:
     )
 
 
-class CompilePolicyCallback(Callback):  # type: ignore[misc]  # Any where Lightning is absent
+class CompilePolicyCallback(Callback):
     """Run Lightning's validation, test and/or predict loops under a compile policy.
 
     Each of ``validate``, ``test`` and ``predict`` is ``None`` (that loop runs under the

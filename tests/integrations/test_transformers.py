@@ -83,7 +83,8 @@ def test_trainer_torch_compile_governed_evaluates_eagerly_under_a_scope_around_e
     # The Trainer compiles through accelerate's own torch.compile call, whose backend must be
     # one of accelerate's names: the counting backend takes aot_eager's place in that call.
     real_compile = torch.compile
-    monkeypatch.setattr(torch, "compile", lambda model, **kw: real_compile(model, **{**kw, "backend": counting}))
+    monkeypatch.setattr(torch, "compile",
+                        lambda model, **kw: real_compile(model, **{**kw, "backend": counting}))
     trainer = Trainer(model=tiny_gpt2(), train_dataset=TokenDataset(8), eval_dataset=TokenDataset(4),
                       args=training_args(tmp_path, torch_compile=True, torch_compile_backend="aot_eager"))
     trainer.evaluate = compile_disabled(trainer.evaluate)  # type: ignore[method-assign]
