@@ -68,16 +68,18 @@ def _policy_for(stage: str, value: object) -> CompilePolicy | None:
 class CompilePolicyCallback(Callback):
     """Run Lightning's validation, test and/or predict loops under a compile policy.
 
-    Each of ``validate``, ``test`` and ``predict`` is ``None`` (that loop runs under the
-    policy around the trainer call), a policy text (``"off"``, ``"on,backend=aot_eager"``,
-    see :meth:`CompilePolicy.parse`) or a :class:`CompilePolicy`. ``validate`` holds for
-    ``trainer.validate()`` and for every validation inside ``fit``, the sanity check
-    included. The policy is pushed on the calling thread's stack when the loop starts and
-    removed when it ends, when it raises (``on_exception``, Keyboard interrupts included) and
-    at ``teardown``: after ``fit``, ``validate``, ``test`` or ``predict`` returns or raises,
-    the thread's policy is exactly what it was before. Scopes entered inside the loop and
-    never exited go with it. The callback keeps no per-run state, so one instance may serve
-    several trainers, in several threads.
+    Each of ``validate``, ``test`` and ``predict`` is a policy text (``"off"``,
+    ``"on,backend=aot_eager"``, see :meth:`CompilePolicy.parse`), a :class:`CompilePolicy`,
+    or ``None``: that loop runs under whatever policy is around the trainer call. ``validate``
+    holds for ``trainer.validate()`` and for every validation inside ``fit``, the sanity check
+    included. The policy is pushed on the calling thread's stack when the loop starts, and
+    removed when it ends, when it raises (``on_exception``, Ctrl+C included) and at
+    ``teardown``: after ``fit``, ``validate``, ``test`` or ``predict`` returns or raises, the
+    thread's policy is exactly what it was before, and a scope entered inside the loop and
+    never exited goes with it. The callback keeps no per-run state: one instance may serve
+    several trainers, in several threads. Lightning calls the callbacks' end hooks in the
+    order of their start hooks, so give one callback all its loops' policies rather than
+    listing two that set the same loop.
 
         >>> trainer = pl.Trainer(callbacks=[CompilePolicyCallback(validate="off")])
         >>> trainer.fit(model)        # validation eager, training as the policy says
@@ -100,7 +102,7 @@ class CompilePolicyCallback(Callback):
                 "CompilePolicyCallback() needs a policy for at least one of validate=, test=, "
                 "predict= (a policy text such as 'off', or a CompilePolicy)"
             )
-        shown = ", ".join(f"{stage}={str(p)!r}" for stage, p in policies.items() if p is not None)
+        shown = ", ".join(f"{stage}={value!r}" for stage, value in given.items() if value is not None)
         self._label = f"CompilePolicyCallback({shown})"
         self._stages = {
             stage: (policy, _StageOwner(f"{self._label} during {_STAGES[stage]}"))
