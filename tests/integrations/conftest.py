@@ -18,9 +18,10 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 from collections.abc import Iterator
 
 import pytest
-from tiny_models import CountingBackend
 
 from compile_policy import governance
+
+from .tiny_models import CountingBackend
 
 
 @pytest.fixture

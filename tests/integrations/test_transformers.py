@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 import torch
-from tiny_models import CountingBackend, TokenDataset, tiny_gpt2, token_batches
 
 from compile_policy import compile_disabled, compile_enabled, compile_stats, policy_compiled
+
+from .tiny_models import CountingBackend, TokenDataset, tiny_gpt2, token_batches
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
