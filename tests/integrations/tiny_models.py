@@ -22,6 +22,12 @@ class CountingBackend:
         self._lock = threading.Lock()
         self.__name__ = f"counting_{backend}"
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> CountingBackend:
+        # Shared, not copied, as torch.compile shares its backend: importing Lightning
+        # replaces torch.compile with a wrapper that deep-copies the arguments of every
+        # torch.compile(module, ...) (lightning/fabric/wrappers.py), and a lock has no copy.
+        return self
+
     def __call__(self, gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Callable[..., Any]:
         from torch._dynamo import lookup_backend
 
