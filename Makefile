@@ -3,7 +3,7 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 SETUP  := $(VENV)/.installed
 
-.PHONY: demo test bench bench-quick cachesim lint example-pytest example-ddp clean
+.PHONY: demo test test-integrations bench bench-quick cachesim lint example-pytest example-ddp clean
 
 $(SETUP): pyproject.toml constraints-dev.txt
 	python3 -m venv $(VENV)
@@ -34,6 +34,21 @@ BENCH_VENV := $(if $(TORCH),$(TORCH_VENV),$(VENV))
 bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python -m benchmarks --json bench$(if $(TORCH),-torch-$(TORCH)).json
 
+# HF transformers (+ accelerate) and Lightning in a venv of their own: never dependencies of the package.
+INTEGRATIONS_VENV  := .venv-integrations
+INTEGRATIONS_SETUP := $(INTEGRATIONS_VENV)/.installed
+
+$(INTEGRATIONS_SETUP): pyproject.toml constraints-dev.txt constraints-integrations.txt
+	python3 -m venv $(INTEGRATIONS_VENV)
+	$(INTEGRATIONS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(INTEGRATIONS_VENV)/bin/python -m pip install --quiet -c constraints-dev.txt -c constraints-integrations.txt \
+		-e '.[test]' transformers accelerate lightning
+	touch $(INTEGRATIONS_SETUP)
+
+test-integrations: $(INTEGRATIONS_SETUP)
+	$(INTEGRATIONS_VENV)/bin/python -m pytest -p no:cacheprovider tests/integrations \
+		'tests/test_docs.py::test_python_blocks_run[frameworks.md]'
+
 # Every case once, few repetitions: checks that each runs and each claim is measured, not the claims.
 bench-quick: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python -m benchmarks --quick
@@ -53,4 +68,4 @@ example-ddp: $(SETUP)
 	$(VENV)/bin/torchrun --nproc-per-node 2 examples/ddp_train.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache bench.json bench-torch-*.json
+	rm -rf $(VENV) $(INTEGRATIONS_VENV) build *.egg-info src/*.egg-info .pytest_cache bench.json bench-torch-*.json

@@ -80,3 +80,7 @@ def process_default(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str],
 
 
 pytest_plugins = ["pytester"]
+
+# The framework integrations (HF transformers, Lightning) run in their own venv: `make
+# test-integrations` names the folder, which collects it; `pytest` and `make test` do not.
+collect_ignore = ["integrations"]
