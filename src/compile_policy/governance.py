@@ -30,6 +30,8 @@ import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from . import call_tally
+from .call_tally import GovernedCalls
 from .dynamo_frames import keep_dynamo_out
 from .generated_code import compile_source, names_used, plain_parameters
 from .policy_stack import default_frame, pushed_top
@@ -285,11 +287,13 @@ class _PinnedStances:
 # 1.036x to 1.019-1.022x the same compiled function ungoverned. The list is read when the
 # function is compiled: a later change of its parameters (a new __code__) needs a new compile.
 _SHORTCUT = """\
-def make(compile_wrapper, fn, set_eval_frame):
+def make(compile_wrapper, fn, set_eval_frame, compiled_calls, eager_calls):
     def governed({params}):
         top = pushed_top()
         if top is _FOLLOWS_TORCH or _INSTALLED is None or (top or default_frame()).enabled:
+            next(compiled_calls)
             return compile_wrapper({args})
+        next(eager_calls)
         prior = set_eval_frame(None)
         try:
             return fn({args})
@@ -304,7 +308,8 @@ SHORTCUT_FILE = "<governed torch.compile ({})>"
 
 @functools.lru_cache(maxsize=256)
 def _shortcut_factory(params: str, args: str) -> Callable[..., Callable[..., Any]]:
-    """``make(compile_wrapper, fn, set_eval_frame)`` for one parameter list, in this module's
+    """``make(compile_wrapper, fn, set_eval_frame, compiled_calls, eager_calls)`` for one
+    parameter list, in this module's
     globals (it reads ``_FOLLOWS_TORCH`` and ``_INSTALLED`` as they change)."""
     source = _SHORTCUT.format(params=params, args=args)
     code = compile_source(source, SHORTCUT_FILE.format(params))
@@ -334,11 +339,17 @@ def _eager_shortcut(compile_wrapper: Callable[..., Any], set_eval_frame: Any) ->
     """
     fn = compile_wrapper._torchdynamo_orig_callable  # type: ignore[attr-defined]
     signature = plain_parameters(fn, _names_in_shortcut()) or _GENERIC
-    governed: Any = _shortcut_factory(*signature)(compile_wrapper, fn, set_eval_frame)
+    # Its calls, for compile_stats() and the pytest run report: one `next()` per call.
+    calls = GovernedCalls()
+    governed: Any = _shortcut_factory(*signature)(
+        compile_wrapper, fn, set_eval_frame, calls.compiled, calls.eager
+    )
     functools.update_wrapper(governed, compile_wrapper)  # its name, doc, __dict__, __wrapped__
     governed.__wrapped__ = fn  # as compile_wrapper's
     governed._torchdynamo_wrapper_id = id(governed)
     governed._compile_policy_compiled = compile_wrapper  # variants.py
+    governed._compile_policy_calls = calls  # inspection.compile_stats
+    call_tally.register(governed, calls.compiled, calls.eager)
     return governed  # type: ignore[no-any-return]
 
 
