@@ -587,6 +587,34 @@ def test_a_bad_compile_policy_refuses_the_install_changing_nothing(monkeypatch: 
         compile_policy.policy_stack.reread_default()
 
 
+@pytest.mark.parametrize("how", ["torch.compile(fn)", "torch.compile(module)", "module.compile()"])
+def test_compile_stats_counts_compiled_and_eager_calls_of_plain_torch_compile(
+    governed: None, counting: CountingBackend, how: str
+) -> None:
+    obj: Any
+    if how == "torch.compile(fn)":
+        obj = torch.compile(lambda t: t + 3, backend=counting)
+    else:
+        module = torch.nn.Linear(2, 2)
+        obj = torch.compile(module, backend=counting) if how == "torch.compile(module)" else module
+        if how == "module.compile()":
+            module.compile(backend=counting)
+    obj(ones(2))
+    with compile_disabled():
+        obj(ones(2))
+        obj(ones(2))
+    stats = compile_policy.compile_stats(obj)
+    assert (stats.compiled_calls, stats.eager_calls, counting.runs) == (1, 2, 1)
+
+
+def test_compile_stats_refuses_what_was_compiled_before_the_install(counting: CountingBackend) -> None:
+    if governance.is_governed():
+        pytest.skip("this run is governed as a whole")
+    fn = torch.compile(lambda t: t + 3, backend=counting)
+    with pytest.raises(TypeError, match=r"once govern_torch_compile\(\) is on"):
+        compile_policy.compile_stats(fn)
+
+
 # -- stance: a context-local set_stance ----------------------------------------------------
 def test_fail_on_recompile_raises_in_its_own_context_only(
     governed: None, counting: CountingBackend

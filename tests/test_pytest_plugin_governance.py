@@ -11,7 +11,7 @@ import pytest
 
 # Imported before any in-process inner run: see test_pytest_plugin_modes.py.
 import torch
-import torch._dynamo  # noqa: F401
+import torch._dynamo
 
 from compile_policy import governance
 from conftest import run_fresh

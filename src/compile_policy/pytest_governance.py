@@ -126,7 +126,9 @@ class PluginGovernance:
         if not (self.lazy or self.watching):
             return
         enabled = (frame or _stack.default_frame()).effective.enabled is not False
-        if self.lazy and not enabled and frame is not baseline:
+        # Not before the suite imported torch itself: a suite that never does has no
+        # torch.compile code, and the plugin never imports torch on its own for a marker.
+        if self.lazy and not enabled and frame is not baseline and "torch" in sys.modules:
             self.lazy = False
             self._install(strict=False)
             if self.unavailable is not None:

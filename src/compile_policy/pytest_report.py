@@ -120,20 +120,20 @@ class RunReport:
         terminal.write_sep("=", "compile policy")
         for text in self.notes:
             terminal.write_line(text)
-        self._render_calls(terminal)
         for (kind, target, summary, key), nodeids in self.seen.items():
             terminal.write_line(f"{target} {kind}: {summary}")
             terminal.write_line(f"  for {key}")
             for nodeid in nodeids:
                 failed = " (failed)" if nodeid in self.failed else ""
                 terminal.write_line(f"  in {nodeid}{failed}")
+        self._render_calls(terminal)
 
     def _render_calls(self, terminal: pytest.TerminalReporter) -> None:
         if self.modes:
             terminal.write_line(
                 "calls per mode (policy-compiled objects and governed plain torch.compile code):"
             )
-            for label, (tests, compiled, eager) in self.modes.items():
+            for label, (tests, compiled, eager) in sorted(self.modes.items(), key=_mode_order):
                 terminal.write_line(
                     f"  {label}: {_count(tests, 'test')}, {_count(compiled, 'compiled call')}, "
                     f"{_count(eager, 'eager call')}"
@@ -155,6 +155,11 @@ class RunReport:
             "--compile-policy-govern-torch=no; needs a torch that governance supports); for a "
             "test that compiles on purpose, mark it @pytest.mark.compile_enabled"
         )
+
+
+def _mode_order(item: tuple[str, list[int]]) -> int:
+    order = ("[compiled]", "[eager]", "compile enabled", "compile disabled")
+    return order.index(item[0]) if item[0] in order else len(order)
 
 
 #: The tests listed by name; the rest are counted.
