@@ -121,9 +121,8 @@ class PluginSettings(NamedTuple):
 
 def resolve(config: pytest.Config) -> PluginSettings:
     """Option over ini over default, for every setting; a bad value is a UsageError."""
-    return PluginSettings(
-        *(_resolve_one(config, setting) for setting in SETTINGS), _govern_choice(config)
-    )
+    policy, leaks, reset, cache = (_resolve_one(config, setting) for setting in SETTINGS)
+    return PluginSettings(policy, leaks, reset, cache, _govern_choice(config))
 
 
 def _govern_choice(config: pytest.Config) -> Choice:
