@@ -184,3 +184,17 @@ def test_x():
         env={"COMPILE_POLICY": "on,stance=fail_on_recompile"}, cwd=pytester.path,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_where_torch_lacks_governance_the_header_says_why_and_the_run_goes_on(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from compile_policy import pytest_governance
+
+    monkeypatch.setattr(pytest_governance, "governance_unsupported", lambda: "torch 9.9 lacks it")
+    result = _run(suite)
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines([
+        "compile-policy: baseline both (*); plain torch.compile code does not follow it: "
+        "torch 9.9 lacks it; *",
+    ])
