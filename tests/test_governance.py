@@ -13,6 +13,7 @@ import contextlib
 import sys
 import textwrap
 import threading
+import time
 import types
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -459,6 +460,160 @@ def test_torch_dynamo_reset_keeps_governance(governed: None, counting: CountingB
     assert counting.compiles == 1
     fn(ones(2))  # the cache was reset: compiles again
     assert (counting.compiles, counting.runs) == (2, 2)
+
+
+def test_a_disabled_block_in_a_compiled_function_adds_no_graph_break_of_ours(
+    governed: None, counting: CountingBackend
+) -> None:
+    import torch._dynamo.utils as dynamo_utils
+
+    inner = torch.compile(lambda t: t.sin() + 1, backend=counting)
+    plain = inner._torchdynamo_orig_callable  # type: ignore[attr-defined]
+
+    def outer_of(callee: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+        def outer(t: torch.Tensor) -> torch.Tensor:
+            t = t * 2
+            with compile_disabled():
+                t = callee(t)
+            return t + 1
+        return outer
+
+    reasons = []
+    for callee in (plain, inner):  # the same code calling the plain function, then governed
+        torch._dynamo.reset()
+        out = torch.compile(outer_of(callee), backend="eager")(ones(3))  # warnings are errors
+        assert torch.equal(out, (ones(3) * 2).sin() + 2)
+        reasons.append(sorted(dynamo_utils.counters["graph_break"]))
+    assert reasons[1] == reasons[0]  # nothing of the shortcut's: its frames are Dynamo-free
+    assert counting.compiles == 0  # the disabled block ran `inner` eagerly
+
+
+def test_set_stance_in_another_thread_never_makes_a_governed_call_raise(governed: None) -> None:
+    fn = torch.compile(lambda t: t + 1, backend="eager")
+    fn(ones(2))
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def set_stances() -> None:
+        while not done.is_set():  # two stances but the default: every call reads torch's
+            for stance in ("eager_on_recompile", "fail_on_recompile"):
+                torch.compiler.set_stance(stance)
+
+    def call() -> None:
+        # Warm calls (neither stance recompiles them), half a second: before the fix, one run
+        # in a few raised (the test above shows the same deterministically).
+        deadline = time.monotonic() + 0.5
+        try:
+            while time.monotonic() < deadline and not errors:
+                fn(ones(2))
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # many thread switches per call (found the bug in <1 s)
+    setter = threading.Thread(target=set_stances)
+    callers = [threading.Thread(target=call) for _ in range(2)]
+    try:
+        setter.start()
+        for thread in callers:
+            thread.start()
+        for thread in callers:
+            thread.join()
+    finally:
+        done.set()
+        setter.join()
+        sys.setswitchinterval(switch)
+        torch.compiler.set_stance("default")
+    assert errors == []
+
+
+def test_a_call_decides_with_the_stance_it_read_when_set_stance_lands_meanwhile(
+    governed: None, counting: CountingBackend
+) -> None:
+    fn = torch.compile(lambda t: t + 2, backend=counting)
+    fn(ones(2))
+
+    class SetStanceOnCompare(str):
+        """A stance whose first comparison runs another thread's set_stance("default")."""
+
+        armed = False
+
+        def __eq__(self, other: object) -> bool:
+            if SetStanceOnCompare.armed:
+                SetStanceOnCompare.armed = False
+                eval_frame._set_stance(eval_frame.DynamoStance())
+            return str.__eq__(self, other)
+
+        __hash__ = str.__hash__
+
+    prior = eval_frame._set_stance(eval_frame.DynamoStance(SetStanceOnCompare("force_eager")))
+    try:
+        SetStanceOnCompare.armed = True
+        fn(ones(2))  # torch's branches, tested one by one, all see force_eager: eager
+        assert counting.runs == 1 and eval_frame._stance.real.stance == "default"
+        fn(ones(2))  # the next call reads the new stance
+        assert counting.runs == 2
+    finally:
+        eval_frame._set_stance(prior)
+        torch.compiler.set_stance("default")
+
+
+def test_a_stance_in_compile_policy_lets_governance_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    if governance.is_governed():
+        pytest.skip("this run is governed as a whole")
+    monkeypatch.setenv("COMPILE_POLICY", "on,stance=fail_on_recompile")
+    compile_policy.policy_stack.reread_default()
+    try:
+        govern_torch_compile()
+        assert compile_policy.current_policy().stance == "fail_on_recompile"
+        assert eval_frame._stance.stance == "fail_on_recompile"
+    finally:
+        governance._uninstall()
+        monkeypatch.delenv("COMPILE_POLICY")
+        compile_policy.policy_stack.reread_default()
+
+
+def test_a_bad_compile_policy_refuses_the_install_changing_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    if governance.is_governed():
+        pytest.skip("this run is governed as a whole")
+    monkeypatch.setenv("COMPILE_POLICY", "on,stance=bogus")
+    compile_policy.policy_stack.reread_default()
+    try:
+        with pytest.raises(PolicyError, match="bogus"):
+            govern_torch_compile()
+        assert not governance.is_governed() and type(eval_frame._stance) is eval_frame.DynamoStance
+    finally:
+        monkeypatch.delenv("COMPILE_POLICY")
+        compile_policy.policy_stack.reread_default()
+
+
+@pytest.mark.parametrize("how", ["torch.compile(fn)", "torch.compile(module)", "module.compile()"])
+def test_compile_stats_counts_compiled_and_eager_calls_of_plain_torch_compile(
+    governed: None, counting: CountingBackend, how: str
+) -> None:
+    obj: Any
+    if how == "torch.compile(fn)":
+        obj = torch.compile(lambda t: t + 3, backend=counting)
+    else:
+        module = torch.nn.Linear(2, 2)
+        obj = torch.compile(module, backend=counting) if how == "torch.compile(module)" else module
+        if how == "module.compile()":
+            module.compile(backend=counting)
+    obj(ones(2))
+    runs = counting.runs
+    with compile_disabled():
+        obj(ones(2))
+        obj(ones(2))
+    stats = compile_policy.compile_stats(obj)
+    assert (stats.compiled_calls, stats.eager_calls, counting.runs) == (1, 2, runs)
+
+
+def test_compile_stats_refuses_what_was_compiled_before_the_install(counting: CountingBackend) -> None:
+    if governance.is_governed():
+        pytest.skip("this run is governed as a whole")
+    fn = torch.compile(lambda t: t + 3, backend=counting)
+    with pytest.raises(TypeError, match=r"once govern_torch_compile\(\) is on"):
+        compile_policy.compile_stats(fn)
 
 
 # -- stance: a context-local set_stance ----------------------------------------------------

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+# Imported here, before any in-process inner run: --compile-policy=off governs plain
+# torch.compile code, which imports torch and Dynamo, and pytester's sys.modules snapshot
+# would drop them (neither can be imported twice in a process).
+import torch._dynamo  # noqa: F401
+
 from compile_policy import current_policy
 
 pytest_plugins = ["pytester"]

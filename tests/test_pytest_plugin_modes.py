@@ -10,7 +10,7 @@ import pytest
 
 # Imported here, before any in-process inner run: pytester's sys.modules snapshot would drop
 # a torch first imported by an inner run, and torch cannot be imported twice in a process.
-import torch  # noqa: F401
+import torch._dynamo  # noqa: F401
 
 pytest_plugins = ["pytester"]
 
@@ -76,7 +76,7 @@ def test_both_modes_run_each_variant_once_serially_and_under_xdist_marked_tests_
     serial.stdout.fnmatch_lines(
         ["compile-policy: baseline both ([compiled] and [eager]; marked tests, unittest.TestCase "
          "tests and doctests once; from pytest option --compile-policy=Both,backend=eager); "
-         "inductor cache: shared"]
+         "plain torch.compile code follows it (governed); inductor cache: shared"]
     )
     # both's fields hold in both runs
     assert [line.split()[-1] for line in serial.outlines if "BACKEND " in line] == ["eager"] * 2
@@ -293,7 +293,9 @@ def test_report_section_serial_under_filterwarnings_error_and_per_worker_caches(
     # reset=module: the second test of a module compiles nothing new, the next module does.
     assert [line.split()[-1] for line in result.outlines if "COMPILES" in line] == ["1", "1", "2"]
     result.stdout.fnmatch_lines(
-        ["compile-policy: baseline on (from pytest option --compile-policy=ON); leaks: warn; "
+        ["compile-policy: baseline on (from pytest option --compile-policy=ON); plain torch.compile "
+         "code follows compile_disabled and compile_both markers (governed from the first such "
+         "test); leaks: warn; "
          "dynamo reset: before each module; inductor cache: per-worker under *compile-policy-*"]
     )
     lines = report_lines(result)
@@ -304,10 +306,11 @@ def test_report_section_serial_under_filterwarnings_error_and_per_worker_caches(
         "  in test_report.py::test_falls_back (failed)",
     ]
     assert lines[3].startswith("policy_compiled(Agent.act) skipped: ")
-    assert lines[4:] == [
+    assert lines[4:6] == [
         "  for backend='eager', mode=None, fullgraph=False, dynamic=None, options=None",
         "  in test_report.py::test_skips (failed)",
     ]
+    assert lines[6] == "calls per mode (policy-compiled objects and governed plain torch.compile code):"
     (serial_dir,) = set(cache_dirs(pytester.path).values())
     assert re.search(r"compile-policy-inductor-[^/]+/main$", serial_dir)
     assert not Path(serial_dir).exists()  # the run's own temporary directory is removed

@@ -14,6 +14,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from . import call_tally
 from .compile_failures import partial_compile_error, report_failure, report_skipped
 from .errors import CompileFallbackWarning
 from .ignored_regions import ignored_region
@@ -93,6 +94,7 @@ class CompileState:
         self.compiled_calls, self.eager_calls = itertools.count(), itertools.count()
         self.fallback_calls, self.skipped_calls = itertools.count(), itertools.count()
         self.graphs_compiled = itertools.count()
+        call_tally.register(self, self.compiled_calls, self.eager_calls)  # pytest run report
         # Recompiles of a warm variant may run in several threads at once: a lock of its
         # own, since the backend runs inside the user's call, where any lock may be held.
         self.compile_seconds = 0.0

@@ -30,6 +30,9 @@ import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from . import call_tally
+from .call_tally import GovernedCalls
+from .dynamo_frames import keep_dynamo_out
 from .generated_code import compile_source, names_used, plain_parameters
 from .policy_stack import default_frame, pushed_top
 
@@ -131,10 +134,15 @@ def govern_torch_compile() -> None:
             from .torch_internals import check_torch_internals
 
             internals = check_torch_internals()
-            # A bad COMPILE_POLICY raises here, changing nothing, rather than in every
-            # torch.compile'd call from now on.
-            default_frame()
             _install(internals)
+            # A bad COMPILE_POLICY raises here, changing nothing, rather than in every
+            # torch.compile'd call from now on. Read after the install: its `stance` field
+            # (COMPILE_POLICY=on,stance=fail_on_recompile) needs governance in place.
+            try:
+                default_frame()
+            except BaseException:
+                _put_back()
+                raise
 
 
 def _install(internals: Internals) -> None:
@@ -182,7 +190,9 @@ def _replacements(internals: Internals, originals: dict[str, Any]) -> dict[str, 
     # common case, a stack top that follows torch's default, is one ContextVar read and one
     # identity test; then a disabled context (None, as torch returns for force_eager). Only
     # a policy's stance, or a process-wide stance other than the default, goes through
-    # torch's own function and the stand-in.
+    # torch's own function, run against the one stance this call read (see _pinned).
+    pinned = _PinnedStances(torch_callback_from_stance, internals.eval_frame.DynamoStance)
+
     def _callback_from_stance(callback: Any) -> Any:
         global _FOLLOWS_TORCH
         top = pushed_top()
@@ -191,8 +201,13 @@ def _replacements(internals: Internals, originals: dict[str, Any]) -> dict[str, 
         frame = top or default_frame()
         if not frame.enabled:
             return None
+        # Read once per call: a set_stance in another thread replaces torch's stance object
+        # (never changes it), so this call sees one consistent stance, old or new.
         real = proxy.real
-        if real.stance == "default" and real.backend is None and frame.effective.stance is None:
+        scope_stance = frame.effective.stance
+        if scope_stance is not None:
+            return pinned.of_scope(scope_stance)(callback)
+        if real.stance == "default" and real.backend is None:
             with _REMEMBERING:
                 # Neither torch's stance nor the process default changed since they were read
                 # (a set_stance or reread_default in another thread forgets under this lock,
@@ -200,13 +215,15 @@ def _replacements(internals: Internals, originals: dict[str, Any]) -> dict[str, 
                 if proxy.real is real and (top is not None or default_frame() is frame):
                     _FOLLOWS_TORCH = top
             return callback
-        return torch_callback_from_stance(callback)
+        return pinned.of_torch(real)(callback)
 
     def _is_skip_guard_eval_unsafe_stance() -> bool:
         # A scope's stance and a disabled context both mean False: only torch's True varies.
-        if proxy.real.skip_guard_eval_unsafe is False:
+        real = proxy.real
+        if real.skip_guard_eval_unsafe is False:
             return False
-        return proxy.skip_guard_eval_unsafe
+        frame = pushed_top() or default_frame()
+        return frame.enabled and frame.effective.stance is None and bool(real.skip_guard_eval_unsafe)
 
     def __call__(self: Any, fn: Any) -> Any:
         compiled = torch_context_call(self, fn)
@@ -223,6 +240,46 @@ def _replacements(internals: Internals, originals: dict[str, Any]) -> dict[str, 
     }
 
 
+class _PinnedStances:
+    """torch's ``_callback_from_stance``, each copy run against one fixed stance.
+
+    torch's function reads the module global ``_stance`` once per branch it tests, so a
+    stance that changes between two reads (a ``set_stance`` in another thread, a stand-in
+    resolved afresh per read) matches no branch: "invalid torch.compile stance". A copy of
+    the function whose globals are ``eval_frame``'s with ``_stance`` pinned to one
+    ``DynamoStance`` reads the same value every time, and keeps torch's logic as it is (the
+    install checks that the function only reads globals: see torch_internals). One copy per
+    scope stance, and one for torch's current process-wide value (made again when it
+    changes: ``set_stance`` is rare, a call is not).
+    """
+
+    def __init__(self, torch_function: types.FunctionType, stance_type: type) -> None:
+        self._function = torch_function
+        self._stance_type = stance_type
+        self._scopes: dict[str, Callable[[Any], Any]] = {}
+        self._torch: tuple[object, Callable[[Any], Any]] = (None, torch_function)
+
+    def _pin(self, stance: object) -> Callable[[Any], Any]:
+        function = self._function
+        namespace = dict(function.__globals__)
+        namespace["_stance"] = stance
+        return types.FunctionType(function.__code__, namespace, function.__name__)
+
+    def of_scope(self, stance: str) -> Callable[[Any], Any]:
+        pinned = self._scopes.get(stance)
+        if pinned is None:  # benign race: two threads may make equal copies
+            # A scope sets the stance whole: no forced backend, no unsafe guard skipping.
+            pinned = self._scopes[stance] = self._pin(self._stance_type(stance=stance))
+        return pinned
+
+    def of_torch(self, real: object) -> Callable[[Any], Any]:
+        seen, pinned = self._torch  # one read of the pair: never a copy of another stance
+        if seen is not real:
+            pinned = self._pin(real)
+            self._torch = (real, pinned)
+        return pinned
+
+
 # The shortcut, as source text: compiled once per parameter list (see _shortcut_factory).
 # With the compiled function's own parameters (`def tiny(t)`) a governed call passes its
 # arguments on as they came, as the hot path of policy_compiled does, instead of making an
@@ -230,11 +287,13 @@ def _replacements(internals: Internals, originals: dict[str, Any]) -> dict[str, 
 # 1.036x to 1.019-1.022x the same compiled function ungoverned. The list is read when the
 # function is compiled: a later change of its parameters (a new __code__) needs a new compile.
 _SHORTCUT = """\
-def make(compile_wrapper, fn, set_eval_frame):
+def make(compile_wrapper, fn, set_eval_frame, compiled_calls, eager_calls):
     def governed({params}):
         top = pushed_top()
         if top is _FOLLOWS_TORCH or _INSTALLED is None or (top or default_frame()).enabled:
+            next(compiled_calls)
             return compile_wrapper({args})
+        next(eager_calls)
         prior = set_eval_frame(None)
         try:
             return fn({args})
@@ -249,10 +308,17 @@ SHORTCUT_FILE = "<governed torch.compile ({})>"
 
 @functools.lru_cache(maxsize=256)
 def _shortcut_factory(params: str, args: str) -> Callable[..., Callable[..., Any]]:
-    """``make(compile_wrapper, fn, set_eval_frame)`` for one parameter list, in this module's
+    """``make(compile_wrapper, fn, set_eval_frame, compiled_calls, eager_calls)`` for one
+    parameter list, in this module's
     globals (it reads ``_FOLLOWS_TORCH`` and ``_INSTALLED`` as they change)."""
     source = _SHORTCUT.format(params=params, args=args)
-    return types.FunctionType(compile_source(source, SHORTCUT_FILE.format(params)), globals())
+    code = compile_source(source, SHORTCUT_FILE.format(params))
+    # As policy_compiled's hot path: where Dynamo meets the shortcut as a frame of its own (a
+    # graph break around the call in a compiled caller, a `with compile_disabled():` block
+    # there), it runs as plain Python instead of being traced (set_eval_frame is untraceable).
+    [governed] = (c for c in code.co_consts if isinstance(c, types.CodeType))
+    keep_dynamo_out(governed)
+    return types.FunctionType(code, globals())
 
 
 @functools.cache
@@ -273,11 +339,17 @@ def _eager_shortcut(compile_wrapper: Callable[..., Any], set_eval_frame: Any) ->
     """
     fn = compile_wrapper._torchdynamo_orig_callable  # type: ignore[attr-defined]
     signature = plain_parameters(fn, _names_in_shortcut()) or _GENERIC
-    governed: Any = _shortcut_factory(*signature)(compile_wrapper, fn, set_eval_frame)
+    # Its calls, for compile_stats() and the pytest run report: one `next()` per call.
+    calls = GovernedCalls()
+    governed: Any = _shortcut_factory(*signature)(
+        compile_wrapper, fn, set_eval_frame, calls.compiled, calls.eager
+    )
     functools.update_wrapper(governed, compile_wrapper)  # its name, doc, __dict__, __wrapped__
     governed.__wrapped__ = fn  # as compile_wrapper's
     governed._torchdynamo_wrapper_id = id(governed)
     governed._compile_policy_compiled = compile_wrapper  # variants.py
+    governed._compile_policy_calls = calls  # inspection.compile_stats
+    call_tally.register(governed, calls.compiled, calls.eager)
     return governed  # type: ignore[no-any-return]
 
 
@@ -286,22 +358,27 @@ def _uninstall() -> Internals | None:
     benchmarks only: governance has no public uninstall; functions compiled meanwhile keep
     a shortcut that then always calls compile_wrapper). Returns what was installed, for
     :func:`_reinstall`."""
-    global _INSTALLED
     with _LOCK:
-        if _INSTALLED is None:
-            return None
-        internals, originals = _INSTALLED
-        eval_frame = internals.eval_frame
-        real = eval_frame._stance.real
-        for name, value in originals.items():
-            if name == "__call__":
-                eval_frame._TorchDynamoContext.__call__ = value
-            else:
-                setattr(eval_frame, name, value)
-        eval_frame._stance = real  # type: ignore[attr-defined]
-        internals.decorators._set_stance = originals["_set_stance"]  # type: ignore[attr-defined]
-        _INSTALLED = None
-        forget_stack_tops()
+        return _put_back()
+
+
+def _put_back() -> Internals | None:
+    """:func:`_uninstall`'s work, under ``_LOCK``."""
+    global _INSTALLED
+    if _INSTALLED is None:
+        return None
+    internals, originals = _INSTALLED
+    eval_frame = internals.eval_frame
+    real = eval_frame._stance.real
+    for name, value in originals.items():
+        if name == "__call__":
+            eval_frame._TorchDynamoContext.__call__ = value
+        else:
+            setattr(eval_frame, name, value)
+    eval_frame._stance = real  # type: ignore[attr-defined]
+    internals.decorators._set_stance = originals["_set_stance"]  # type: ignore[attr-defined]
+    _INSTALLED = None
+    forget_stack_tops()
     return internals
 
 

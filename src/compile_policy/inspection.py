@@ -13,8 +13,9 @@ import sys
 import types
 from typing import Any, TypeVar, overload
 
+from .call_tally import GovernedCalls
 from .methods import PerInstance
-from .stats import CompileStats
+from .stats import CompileStats, counter_value
 
 __all__ = ["compile_stats", "unwrap"]
 
@@ -23,8 +24,10 @@ T = TypeVar("T")
 
 def compile_stats(obj: object) -> CompileStats:
     """A snapshot of the counters of any policy-compiled thing: a function, a bound or
-    per-instance method, a :class:`PolicyCompiledModule`, a module compiled in place.
-    Anything else is a :class:`TypeError` naming it.
+    per-instance method, a :class:`PolicyCompiledModule`, a module compiled in place; and,
+    once :func:`govern_torch_compile` is on, of a function or module ``torch.compile``'d
+    from then on (its compiled and eager calls only; other counters read 0). Anything else
+    is a :class:`TypeError` naming it.
 
         >>> step = policy_compiled(train_step)
         >>> compile_stats(step).eager_calls
@@ -34,10 +37,17 @@ def compile_stats(obj: object) -> CompileStats:
         return obj.stats()
     state = _policy_state(obj)
     if state is None:
+        calls = _governed_calls(obj)
+        if calls is not None:
+            return CompileStats(
+                compiled_calls=counter_value(calls.compiled), eager_calls=counter_value(calls.eager),
+                fallback_calls=0, skipped_calls=0, graphs_compiled=0, variants=(), failures=(),
+            )
         raise TypeError(
             f"compile_stats() takes a policy-compiled function, method or module; got {obj!r}; "
-            "allowed: what policy_compiled() returned, or a module after "
-            "policy_compiled(module, inplace=True)"
+            "allowed: what policy_compiled() returned, a module after "
+            "policy_compiled(module, inplace=True), or, once govern_torch_compile() is on, "
+            "what torch.compile() or module.compile() made from then on"
         )
     stats: CompileStats = state.stats()
     return stats
@@ -76,6 +86,22 @@ def _policy_state(obj: object) -> Any:
     if state is None:
         state = getattr(own.get("_compiled_call_impl"), "_policy_state", None)
     return state
+
+
+def _governed_calls(obj: object) -> GovernedCalls | None:
+    """The call counters of a function or module ``torch.compile``'d under governance (the
+    shortcut governance puts around torch's wrapper counts them; see governance.py)."""
+    if isinstance(obj, types.MethodType):
+        obj = obj.__func__
+    own = getattr(obj, "__dict__", None)
+    if not isinstance(own, dict):
+        return None
+    if _is_optimized_module(obj):  # torch.compile(module): its forward is the shortcut
+        own = getattr(own.get("_forward") or own.get("forward"), "__dict__", {})
+    elif "_compiled_call_impl" in own:  # module.compile()
+        own = getattr(own["_compiled_call_impl"], "__dict__", {})
+    calls = own.get("_compile_policy_calls")
+    return calls if isinstance(calls, GovernedCalls) else None
 
 
 def _compiled_in_place(obj: object) -> bool:

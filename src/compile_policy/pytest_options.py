@@ -65,7 +65,18 @@ CACHE = Setting(
     "inductor cache directory: shared, or per-worker (one TORCHINDUCTOR_CACHE_DIR per "
     "xdist worker, under one run directory) (default: shared)",
 )
+GOVERN = Setting(
+    "compile_policy_govern_torch",
+    ("yes", "no"),  # and the ini's booleans: see _govern_choice
+    None,
+    "govern plain torch.compile code too (compile_policy.govern_torch_compile(), imports "
+    "torch), so that the baseline and the markers apply to it: yes (also the bare flag), or "
+    "no (default: yes with --compile-policy=both or off, and from the first test marked "
+    "compile_disabled or compile_both, where the running torch supports it)",
+)
 SETTINGS = (POLICY, LEAKS, RESET, CACHE)
+#: The ini's boolean spellings, as pytest's own bool ini reads them.
+_TRUE, _FALSE = ("yes", "true", "on", "1", "y", "t"), ("no", "false", "off", "0", "n", "f")
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -80,6 +91,10 @@ def add_options(parser: pytest.Parser) -> None:
             help=setting.help,
         )
         parser.addini(setting.ini, f"{'|'.join(setting.allowed)} (see {setting.flag})")
+    # `--compile-policy-govern-torch` alone means yes, as it did when it was a flag.
+    group.addoption(GOVERN.flag, dest=GOVERN.ini, nargs="?", const="yes", default=None,
+                    metavar="{yes,no}", help=GOVERN.help)
+    parser.addini(GOVERN.ini, f"yes|no, true|false (see {GOVERN.flag})")
 
 
 class Choice(NamedTuple):
@@ -101,11 +116,35 @@ class PluginSettings(NamedTuple):
     leaks: Choice
     reset: Choice
     cache: Choice
+    govern: Choice  # yes / no, or None: yes where the run has eager tests (see GOVERN)
 
 
 def resolve(config: pytest.Config) -> PluginSettings:
     """Option over ini over default, for every setting; a bad value is a UsageError."""
-    return PluginSettings(*(_resolve_one(config, setting) for setting in SETTINGS))
+    policy, leaks, reset, cache = (_resolve_one(config, setting) for setting in SETTINGS)
+    return PluginSettings(policy, leaks, reset, cache, _govern_choice(config))
+
+
+def _govern_choice(config: pytest.Config) -> Choice:
+    raw = config.getoption(GOVERN.ini)
+    if raw is not None:
+        label, source = f"{GOVERN.flag}=", f"pytest option {GOVERN.flag}={raw}"
+    else:
+        raw = str(config.getini(GOVERN.ini) or "").strip() or None
+        if raw is None:
+            return Choice(None, "default")
+        label, source = f"ini option {GOVERN.ini} = ", f"pytest ini {GOVERN.ini} = {raw}"
+    value = str(raw).strip().lower()
+    if value in _TRUE or value in _FALSE:
+        return Choice("yes" if value in _TRUE else "no", source)
+    hint = ""
+    if raw is config.getoption(GOVERN.ini) and not value.startswith("-"):
+        # argparse took the next argument (a path?) as the flag's value.
+        hint = f"; write {GOVERN.flag}=yes when a path follows it"
+    raise pytest.UsageError(
+        f"compile-policy: {label}{raw!r} is not allowed; allowed (any case): yes, no "
+        f"(an ini also takes true, false){hint}"
+    )
 
 
 def _resolve_one(config: pytest.Config, setting: Setting) -> Choice:

@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import policy_stack as _stack
-from .errors import PolicyError, PolicyLeakWarning, TorchInternalsError
+from .errors import PolicyError, PolicyLeakWarning
 from .policy_stack import current_policy
 from .pytest_fixture import PolicyFixture, compile_policy
+from .pytest_governance import PluginGovernance
 from .pytest_leaks import PluginLabel, check_after_test, import_leak, import_leak_message
 from .pytest_modes import MARKERS, MODE_PARAM, marker_frame, parametrize_modes
 from .pytest_options import LEAKS, RESET, PluginSettings, add_options, resolve
@@ -42,8 +43,11 @@ __all__ = ["PolicyFixture", "compile_policy"]
 class _RunState:
     """What pytest_configure resolved for this process (controller or xdist worker)."""
 
-    def __init__(self, config: pytest.Config, settings: PluginSettings) -> None:
+    def __init__(
+        self, config: pytest.Config, settings: PluginSettings, governance: PluginGovernance
+    ) -> None:
         self.settings = settings
+        self.governance = governance
         self.is_worker = hasattr(config, "workerinput")
         self.leaks = str(settings.leaks.value)
         self.saved = _stack.pushed_top()  # restored when the run ends
@@ -71,31 +75,20 @@ _ITEM_ERROR = pytest.StashKey[Exception]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
-    parser.getgroup("compile-policy").addoption(
-        "--compile-policy-govern-torch", action="store_true", default=None,
-        help="call compile_policy.govern_torch_compile() at start-up, so that the baseline and "
-        "the markers govern plain torch.compile code too (imports torch)",
-    )
-    parser.addini("compile_policy_govern_torch", "true: see --compile-policy-govern-torch",
-                  type="bool", default=False)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     for line in MARKERS:
         config.addinivalue_line("markers", line)
     settings = resolve(config)
-    if config.getoption("compile_policy_govern_torch") or config.getini("compile_policy_govern_torch"):
-        from .governance import govern_torch_compile  # imports torch: only when asked
-
-        try:
-            govern_torch_compile()  # first: the default and the baseline may set a stance
-        except (PolicyError, TorchInternalsError) as error:
-            raise pytest.UsageError(f"compile-policy: governing torch.compile: {error}") from None
+    # First: the default and the baseline may set a stance, which needs governance.
+    governance = PluginGovernance(settings)
     try:
         _stack.default_frame()
     except PolicyError as error:  # else every test would fail on it, one by one
+        governance.close()
         raise pytest.UsageError(f"compile-policy: {error}") from None
-    state = _RunState(config, settings)
+    state = _RunState(config, settings, governance)
     config.stash[_STATE] = state
     # Its pytest_runtest_logreport takes this process's reports, or the workers' on the
     # xdist controller (that hook gets no config: a plugin object of this run holds it).
@@ -132,6 +125,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(_STATE, None)
     if state is not None:
         _stack.set_top(state.saved)
+        state.governance.close()
         state.report.close()
         config.pluginmanager.unregister(state.report)
         if state.cache is not None:
@@ -155,7 +149,7 @@ def pytest_report_header(config: pytest.Config) -> str:
         else:
             source = str(_stack.default_frame().where)
         baseline = f"{'on' if enabled else 'off'} (from {source})"
-    parts = [f"compile-policy: baseline {baseline}"]
+    parts = [f"compile-policy: baseline {baseline}", state.governance.describe()]
     if settings.leaks.value != LEAKS.default:
         parts.append(f"leaks: {settings.leaks.value}")
     if settings.reset.value != RESET.default:
@@ -207,6 +201,7 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, object, object]:
         state.reset.before(item)
     # From setup to the end of teardown, so that the markers cover every fixture.
     _stack.set_top(frame)
+    state.governance.before_test(item, frame, state.baseline, state.report.note)
     return (yield)
 
 
@@ -232,7 +227,10 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    item.config.stash[_STATE].report.attach(report)  # travels to the xdist controller
+    state = item.config.stash[_STATE]
+    if call.when == "teardown":
+        state.governance.after_test(item, report)
+    state.report.attach(report)  # travels to the xdist controller
     return report
 
 

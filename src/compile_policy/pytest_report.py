@@ -19,6 +19,7 @@ import threading
 import pytest
 
 from .compile_events import CompileEvent, listen
+from .pytest_governance import CALLS_ATTR
 
 __all__ = ["RunReport"]
 
@@ -43,6 +44,10 @@ class RunReport:
         self.seen: dict[tuple[str, str, str, str], dict[str, None]] = {}
         self.failed: set[str] = set()
         self.notes: dict[str, None] = {}
+        # Mode label -> [tests, compiled calls, eager calls] (a run with options), and the
+        # tests meant to run eagerly in which something compiled: nodeid -> (graphs, calls).
+        self.modes: dict[str, list[int]] = {}
+        self.compiled_when_eager: dict[str, tuple[int, int]] = {}
         self._stop = listen(self._on_event)
 
     def close(self) -> None:
@@ -82,6 +87,16 @@ class RunReport:
             self.seen.setdefault((kind, target, summary, key), {})[nodeid or OUTSIDE] = None
         for text in getattr(report, NOTES_ATTR, None) or ():
             self.notes[text] = None
+        calls = getattr(report, CALLS_ATTR, None)
+        if calls:
+            label, compiled, eager, graphs, meant_eager = calls
+            if label:
+                counts = self.modes.setdefault(label, [0, 0, 0])
+                counts[0] += 1
+                counts[1] += compiled
+                counts[2] += eager
+            if meant_eager and (graphs or compiled):
+                self.compiled_when_eager[report.nodeid] = (graphs, compiled)
         if report.failed:
             self.failed.add(report.nodeid)
 
@@ -98,7 +113,7 @@ class RunReport:
             self.notes[text] = None
 
     def render(self, terminal: pytest.TerminalReporter, verbose: bool) -> None:
-        if not self.seen and not self.notes:
+        if not self.seen and not self.notes and not self.modes and not self.compiled_when_eager:
             if verbose:
                 terminal.write_line("compile policy: no compile fallbacks or skips")
             return
@@ -111,3 +126,45 @@ class RunReport:
             for nodeid in nodeids:
                 failed = " (failed)" if nodeid in self.failed else ""
                 terminal.write_line(f"  in {nodeid}{failed}")
+        self._render_calls(terminal)
+
+    def _render_calls(self, terminal: pytest.TerminalReporter) -> None:
+        if self.modes:
+            terminal.write_line(
+                "calls per mode (policy-compiled objects and governed plain torch.compile code):"
+            )
+            for label, (tests, compiled, eager) in sorted(self.modes.items(), key=_mode_order):
+                terminal.write_line(
+                    f"  {label}: {_count(tests, 'test')}, {_count(compiled, 'compiled call')}, "
+                    f"{_count(eager, 'eager call')}"
+                )
+        if not self.compiled_when_eager:
+            return
+        terminal.write_line(
+            f"compiled inside {_count(len(self.compiled_when_eager), 'test')} meant to run "
+            "eagerly ([eager] items, compile_disabled tests, an off baseline):"
+        )
+        for nodeid, (graphs, compiled) in list(self.compiled_when_eager.items())[:LISTED]:
+            terminal.write_line(
+                f"  {nodeid}: {_count(graphs, 'graph')} compiled, {_count(compiled, 'compiled call')}"
+            )
+        if len(self.compiled_when_eager) > LISTED:
+            terminal.write_line(f"  ... and {len(self.compiled_when_eager) - LISTED} more")
+        terminal.write_line(
+            "  what to do: for plain torch.compile code, let the plugin govern it (drop "
+            "--compile-policy-govern-torch=no; needs a torch that governance supports); for a "
+            "test that compiles on purpose, mark it @pytest.mark.compile_enabled"
+        )
+
+
+def _mode_order(item: tuple[str, list[int]]) -> int:
+    order = ("[compiled]", "[eager]", "compile enabled", "compile disabled")
+    return order.index(item[0]) if item[0] in order else len(order)
+
+
+#: The tests listed by name; the rest are counted.
+LISTED = 10
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -64,6 +64,7 @@ def check_torch_internals() -> Internals:
     # call: that read is what the install redirects.
     for name in ("_callback_from_stance", "_is_skip_guard_eval_unsafe_stance", "_set_stance"):
         problems += _global_reads(names.get(name), f"eval_frame.{name}", {"_stance"}, names)
+    problems += _pinnable(names.get("_callback_from_stance"))
     context = names.get("_TorchDynamoContext")
     context_call = vars(context).get("__call__") if isinstance(context, type) else None
     wrapper = None
@@ -130,6 +131,23 @@ def _code_global_reads(code: types.CodeType, label: str, wanted: set[str]) -> li
     }
     missing = sorted(wanted - read)
     return [f"{label} no longer reads the global(s) {', '.join(missing)}"] if missing else []
+
+
+def _pinnable(function: object) -> list[str]:
+    """governance runs copies of ``_callback_from_stance`` with ``_stance`` pinned in a copy
+    of eval_frame's globals: right only while it keeps no state of its own (stores no
+    global, no closure, no defaults)."""
+    if not isinstance(function, types.FunctionType):
+        return []  # already reported by _global_reads
+    stored = sorted({
+        i.argval for i in dis.get_instructions(function) if i.opname in ("STORE_GLOBAL", "DELETE_GLOBAL")
+    })
+    if stored or function.__closure__ or function.__defaults__ or function.__kwdefaults__:
+        return [
+            "eval_frame._callback_from_stance keeps state of its own "
+            f"(stores the global(s) {stored}, or has a closure or defaults)"
+        ]
+    return []
 
 
 def _nested_code(code: types.CodeType, name: str) -> types.CodeType | None:
