@@ -326,6 +326,7 @@ def _population_member(x: torch.Tensor) -> torch.Tensor:
     return torch.cos(x) + 2
 
 
+@pytest.mark.needs_torch("isolation")
 def test_new_objects_past_dynamos_budget_warn_that_they_run_no_graph(
     counting: CountingBackend,
 ) -> None:
@@ -346,6 +347,7 @@ def _shared_member(x: torch.Tensor) -> torch.Tensor:
     return torch.cos(x) * 3
 
 
+@pytest.mark.needs_torch("isolate_recompiles")
 def test_a_population_sharing_dynamos_cache_never_runs_out_of_budget(
     counting: CountingBackend,
 ) -> None:
@@ -361,6 +363,7 @@ def test_a_population_sharing_dynamos_cache_never_runs_out_of_budget(
     assert counting.compiles == 1
 
 
+@pytest.mark.needs_torch("isolation")
 def test_the_skipped_warning_names_the_shared_cache_as_the_remedy(
     counting: CountingBackend,
 ) -> None:

@@ -36,6 +36,22 @@ def _per_call(fn: Callable[[], object], calls: int = 50, rounds: int = 5) -> flo
     return statistics.median(samples)
 
 
+def support_lines() -> list[str]:
+    """The running torch's support, in three lines: supported or not, governance available
+    or why not, per-object isolation or not."""
+    from .governance import governance_support
+    from .torch_releases import isolation_note, running, supported_text
+
+    facts = running()
+    supported = "supported" if facts.supported else "NOT supported"
+    governance, why = governance_support()
+    return [
+        f"torch {facts.version}: {supported} (compile-policy supports torch {supported_text()})",
+        "governance (govern_torch_compile): " + ("available" if governance else f"not available: {why}"),
+        "per-object isolation: " + (isolation_note() or "yes (isolate_recompiles)"),
+    ]
+
+
 def check(backend: str | None) -> int:
     """Compile a tiny function under the effective policy; 0 on success."""
     import torch
@@ -91,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"torch {torch.__version__}; backends: {', '.join(torch.compiler.list_backends())}")
     print(f"all backends: {', '.join(torch.compiler.list_backends(exclude_tags=()))}")
     if args.check:
+        print("\n".join(support_lines()))
         return check(args.backend)
     return 0
 
