@@ -107,7 +107,7 @@ def missing_from_torch(what: str) -> str | None:
     else:
         if what in facts.compile_arguments:
             return None
-        found = torch_releases.argument_since(what)
+        found = torch_releases.first_release_having("compile_arguments", what)
         assert found is not None, f"needs_torch({what!r}): no torch release has it"
         since = found
     return f"needs torch {torch_releases.release_text(since)}+ ({what}); this is torch {facts.version}"

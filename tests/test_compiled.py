@@ -89,12 +89,32 @@ def test_decorator_form_and_name_are_kept() -> None:
         assert torch.equal(triple(x()), x() * 3)
 
 
-def test_unknown_backend_name_is_a_policy_error_at_the_first_compiled_call() -> None:
-    step = policy_compiled(lambda t: t, backend="no-such-backend")
-    with compile_disabled():
-        step(x())  # nothing to check while disabled
+def test_unknown_backend_name_is_refused_at_wrap_time_naming_it_and_the_registered_ones() -> None:
     with pytest.raises(PolicyError, match="'no-such-backend'.*allowed: .*'inductor'"):
-        step(x())
+        policy_compiled(lambda t: t, backend="no-such-backend")
+    with pytest.raises(PolicyError, match="'no-such-backend'"):
+        policy_compiled(backend="no-such-backend")  # as a decorator too
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    ({"mode": "max-autotune", "options": {"max_autotune": True}}, "one or the other"),
+    ({"options": {"no_such_option": True}}, "options=.*no_such_option.*allowed: inductor's options"),
+    ({"options": {"max_autotune": "yes"}}, "options=.*max_autotune.*allowed"),
+])
+def test_what_torch_compile_refuses_when_it_wraps_is_refused_at_wrap_time(
+    arguments: dict[str, Any], message: str,
+) -> None:
+    with pytest.raises(PolicyError, match=message):
+        policy_compiled(lambda t: t, **arguments)
+
+
+def test_unknown_backend_name_from_a_scope_is_a_policy_error_at_the_first_compiled_call() -> None:
+    step = policy_compiled(lambda t: t, backend="eager")
+    with compile_enabled(backend="no-such-backend"):
+        with compile_disabled():
+            step(x())  # nothing to check while disabled
+        with pytest.raises(PolicyError, match="'no-such-backend'.*allowed: .*'inductor'"):
+            step(x())
     assert step.stats().fallback_calls == 0 and step.stats().failures == ()
 
 

@@ -22,9 +22,9 @@ from compile_policy import (
     compile_enabled,
     compile_stats,
     policy_compiled,
+    torch_releases,
     unwrap,
 )
-from compile_policy import torch_releases
 from compile_policy.compiled import TORCH_ONLY_ARGS
 from conftest import CountingBackend
 

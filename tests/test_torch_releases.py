@@ -36,6 +36,20 @@ def test_torch_compile_takes_the_arguments_and_defaults_of_its_release() -> None
     assert measured == expected
 
 
+def test_torch_compile_has_the_modes_of_its_release() -> None:
+    assert set(torch._inductor.list_mode_options()) == set(running().modes)
+
+
+def test_a_mode_this_torch_lacks_is_refused_naming_the_torch_and_the_release_with_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from compile_policy import CompilePolicy, PolicyError
+
+    monkeypatch.setattr(torch_releases, "running", lambda: facts_of("2.9.1"))
+    with pytest.raises(PolicyError, match=r"mode='lite'.*torch 2\.9\.1 does not have it \(torch 2\.\d+\+"):
+        CompilePolicy(mode="lite")
+
+
 def test_a_renamed_argument_exists_under_one_of_its_names_only() -> None:
     parameters = inspect.signature(torch.compile).parameters
     for old, new in running().renamed_arguments.items():
@@ -114,3 +128,46 @@ def test_each_value_holds_on_the_releases_it_was_measured_on() -> None:
 def test_the_first_release_with_per_object_isolation_is_2_13() -> None:
     assert first_release_with("isolation") == (2, 13)
     assert not facts_of("2.12.1").isolation and facts_of("2.13.0").isolation
+
+
+# -- what users are told where torch lacks per-object isolation -----------------------------
+def test_explain_says_when_torch_has_no_per_object_isolation(monkeypatch: pytest.MonkeyPatch) -> None:
+    from compile_policy import explain
+
+    monkeypatch.setattr(torch_releases, "running", lambda: facts_of("2.12.1"))
+    assert "torch 2.12.1 has no per-object isolation" in explain().splitlines()[0]
+    monkeypatch.setattr(torch_releases, "running", lambda: facts_of("2.13.0"))
+    assert "isolation" not in explain()
+
+
+@pytest.mark.parametrize(("version", "isolation"), [("2.12.1", "per-object isolation: torch 2.12.1 has no"),
+                                                    ("2.13.0", "per-object isolation: yes")])
+def test_check_prints_support_governance_and_isolation_in_three_lines(
+    monkeypatch: pytest.MonkeyPatch, version: str, isolation: str,
+) -> None:
+    from compile_policy.__main__ import support_lines
+
+    monkeypatch.setattr(torch_releases, "running", lambda: facts_of(version))
+    lines = support_lines()
+    assert len(lines) == 3
+    assert lines[0].startswith(f"torch {version}: supported (compile-policy supports torch 2.9 to 2.15)")
+    assert lines[1].startswith("governance (govern_torch_compile): available")
+    assert lines[2].startswith(isolation)
+
+
+def _member(x: torch.Tensor) -> torch.Tensor:
+    return torch.sin(x) - 3
+
+
+def test_without_isolation_the_skipped_warning_suggests_no_argument_torch_lacks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from compile_policy import CompileSkippedWarning, policy_compiled
+
+    monkeypatch.setattr(torch_releases, "running", lambda: facts_of("2.12.1"))
+    torch._dynamo.reset()  # the shared cache is per code object: start from none
+    with torch._dynamo.config.patch(recompile_limit=1):
+        policy_compiled(_member, backend="eager", dynamic=False)(torch.ones(2))
+        with pytest.warns(CompileSkippedWarning) as record:
+            policy_compiled(_member, backend="eager", dynamic=False)(torch.ones(3))
+    assert all("isolate_recompiles" not in str(warning.message) for warning in record)

@@ -86,7 +86,8 @@ def row(result: dict[str, object]) -> str:
     assert isinstance(counts, dict)
     governance = "yes" if result["governance"] else "no: " + str(result["why"]).split(" (")[0]
     isolation = "yes" if result["isolation"] else "no (objects of one code share torch's cache)"
-    notes = [f"build {result['build']}", f"torch.compile arguments: {', '.join(map(str, result['arguments']))}"]  # type: ignore[call-overload]
+    arguments = ", ".join(map(str, result["arguments"]))  # type: ignore[call-overload]
+    notes = [f"build {result['build']}", f"torch.compile arguments: {arguments}"]
     if result["region"]:
         notes.append(f"isolate-recompiles region: per {result['region']}")
     if not result["supported"]:

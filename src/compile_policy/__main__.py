@@ -60,11 +60,11 @@ def check(backend: str | None) -> int:
     effective = backend or (policy.backend if isinstance(policy.backend, str) else None) or "inductor"
     if not policy.enabled:
         print("check: note: the policy here is disabled; checking the compiler anyway")
-    step = policy_compiled(_tiny, backend=effective, fallback="raise")
     x = torch.randn(64, 64)
     print(f"check: compiling a tiny function with backend={effective!r} ...", flush=True)
     start = time.perf_counter()
     try:
+        step = policy_compiled(_tiny, backend=effective, fallback="raise")  # checks the backend
         with compile_enabled(backend=effective, fallback="raise"):
             step(x)
     except PolicyError as error:

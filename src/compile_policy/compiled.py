@@ -214,6 +214,7 @@ def policy_compiled(
     )
     if not isinstance(inplace, bool):
         raise PolicyError(f"inplace={inplace!r} is not allowed; allowed: True, False")
+    _check_as_torch_compile_does(defaults)
     if fn is None:
         if inplace:
             raise TypeError("policy_compiled(inplace=True) needs the module: "
@@ -289,12 +290,10 @@ def _checked_compile_args(**args: Any) -> dict[str, Any]:
             given[new if new in known else old] = value
     for argument in given:
         if argument not in known:
-            since = torch_releases.argument_since(argument)
             raise TypeError(
-                f"policy_compiled() got {argument}=, a torch.compile argument that torch "
-                f"{facts.version} does not have"
-                + (f" (torch {torch_releases.release_text(since)}+ has it)" if since else "")
-                + f"; allowed here: {', '.join(sorted(known))}"
+                f"policy_compiled() got {argument}=, a torch.compile argument: "
+                f"{torch_releases.lacking('compile_arguments', argument)}; "
+                f"allowed here: {', '.join(sorted(known))}"
             )
     for flag in ("disable", "isolate_recompiles"):
         if flag in given and not isinstance(given[flag], bool):
@@ -311,6 +310,33 @@ def _checked_compile_args(**args: Any) -> dict[str, Any]:
     if facts.isolation:
         given.setdefault("isolate_recompiles", True)
     return given
+
+
+def _check_as_torch_compile_does(defaults: CompilePolicy) -> None:
+    """Refuse now what ``torch.compile`` refuses when it wraps (PolicyError): ``mode`` with
+    ``options``, an unregistered backend name, an option inductor does not have. Imports
+    torch only for a backend name other than inductor, or for options, as torch.compile does;
+    scopes' values are checked when a variant is built (variants.py)."""
+    mode, options, backend = defaults.mode, defaults.options, defaults.backend
+    if mode is not None and options is not None:
+        raise PolicyError(
+            f"mode={mode!r} and options={dict(options)!r} are both given, and torch.compile "
+            "takes one or the other; allowed: only one of them"
+        )
+    if isinstance(backend, str) and backend != "inductor":
+        from .variants import _check_backend
+
+        _check_backend(backend)
+    elif backend == "inductor" and options is not None:
+        import torch
+
+        try:
+            torch._TorchCompileInductorWrapper(None, dict(options), defaults.dynamic)  # type: ignore[no-untyped-call]
+        except RuntimeError as error:  # torch's "Unexpected optimization option ..."
+            raise PolicyError(
+                f"options={dict(options)!r} is not allowed: {str(error).split(', known options')[0]}; "
+                "allowed: inductor's options (torch._inductor.list_options())"
+            ) from None
 
 
 def _is_module(obj: object) -> bool:

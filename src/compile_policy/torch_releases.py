@@ -28,9 +28,10 @@ __all__ = [
     "SUPPORTED",
     "Release",
     "TorchFacts",
-    "argument_since",
+    "first_release_having",
     "first_release_with",
     "isolation_note",
+    "lacking",
     "release_of",
     "release_text",
     "running",
@@ -64,6 +65,13 @@ HISTORY: dict[str, tuple[Value, ...]] = {
                         "isolate_recompiles": True, "shapes_spec": None}, "2.13.0"),
         Value((2, 14), {"name": None, "disable": False, "recompile_limit": None,
                         "isolate_recompiles": True, "dynamic_shapes": None}, "2.14.1, 2.15.0"),
+    ),
+    # torch.compile's modes (torch._inductor.list_mode_options()).
+    "modes": (
+        Value((2, 9), ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune"),
+              "2.9.1"),
+        Value((2, 10), ("default", "lite", "reduce-overhead", "max-autotune-no-cudagraphs",
+                        "max-autotune"), "2.10.0, 2.13.0, 2.14.1"),
     ),
     # Old name -> new name of a torch.compile argument torch renamed (same meaning): either
     # name is accepted where torch has one of them.
@@ -113,6 +121,7 @@ class TorchFacts(NamedTuple):
     release: Release
     supported: bool
     compile_arguments: Mapping[str, Any]
+    modes: tuple[str, ...]
     renamed_arguments: Mapping[str, str]
     isolation: bool
     isolation_region: str | None
@@ -180,12 +189,24 @@ def first_release_with(fact: str, value: Any = True) -> Release:
     raise ValueError(f"no torch release has {fact}={value!r}")
 
 
-def argument_since(argument: str) -> Release | None:
-    """The first release whose ``torch.compile`` has ``argument``; None: none has it."""
-    for entry in HISTORY["compile_arguments"]:
-        if argument in entry.value:
+def first_release_having(fact: str, item: str) -> Release | None:
+    """The first release whose ``fact`` (a collection) holds ``item``; None: none does.
+
+        >>> first_release_having("compile_arguments", "recompile_limit")
+        (2, 13)
+    """
+    for entry in HISTORY[fact]:
+        if item in entry.value:
             return entry.since  # type: ignore[no-any-return]
     return None
+
+
+def lacking(fact: str, item: str) -> str:
+    """``"torch 2.9.1 does not have it (torch 2.13+ has it)"``: why ``item`` of ``fact``
+    (a torch.compile argument, a mode) is refused on the running torch."""
+    since = first_release_having(fact, item)
+    has = f" (torch {release_text(since)}+ has it)" if since is not None else ""
+    return f"torch {running().version} does not have it{has}"
 
 
 def _value_at(history: tuple[Value, ...], release: Release) -> Any:
