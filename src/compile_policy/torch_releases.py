@@ -197,7 +197,7 @@ def first_release_having(fact: str, item: str) -> Release | None:
     """
     for entry in HISTORY[fact]:
         if item in entry.value:
-            return entry.since  # type: ignore[no-any-return]
+            return entry.since
     return None
 
 
