@@ -23,6 +23,8 @@ TORCH ?=
 TORCH_VENV = .venv-torch-$(TORCH)
 # The releases the matrix runs: the oldest supported, the last without per-object isolation, the newest.
 MATRIX := 2.9.1 2.12.1 2.15.0
+# e.g. MATRIX_ARGS="--parallel --workers 2" on a machine with cores to spare
+MATRIX_ARGS ?=
 
 # torch first, alone, with PIP_CONSTRAINT=/dev/null: a machine-wide pip constraint (some machines cap torch)
 # must not choose the release for us. The package then goes in with --no-deps, so that torch stays as it is.
@@ -41,7 +43,7 @@ test-torch:
 
 # The suite on each release of MATRIX, then docs/compatibility.md's table (tools/torch_matrix.py).
 test-matrix:
-	python3 tools/torch_matrix.py $(MATRIX)
+	python3 tools/torch_matrix.py $(MATRIX_ARGS) $(MATRIX)
 
 bench: $(SETUP)
 	$(PYTHON) -m benchmarks --json bench.json

@@ -7,11 +7,15 @@ markers is rewritten: a row per release, this run's rows replacing the old rows 
 releases, the others kept. Exits non-zero when a suite failed, after writing the table.
 
     python3 tools/torch_matrix.py 2.9.1 2.12.1 2.15.0
+    python3 tools/torch_matrix.py --parallel --workers 2 2.9.1 2.12.1 2.15.0
 """
 
 from __future__ import annotations
 
+import argparse
+import concurrent.futures
 import datetime
+import json
 import re
 import subprocess
 import sys
@@ -44,27 +48,24 @@ print(json.dumps({"version": torch.__version__, "governance": ok, "why": why,
 """
 
 
-def run_release(version: str) -> dict[str, object]:
+def run_release(version: str, workers: str) -> dict[str, object]:
     venv = ROOT / f".venv-torch-{version}"
-    started = time.monotonic()
-    subprocess.run(["make", "--no-print-directory", f".venv-torch-{version}/.installed"],
-                   cwd=ROOT, check=True)
     installed = time.monotonic()
     report = venv / "junit.xml"
-    suite = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pytest", "-n", "auto", "--dist", "loadgroup",
-         "-q", "-p", "no:cacheprovider", f"--junitxml={report}"],
-        cwd=ROOT,
-    )
+    report.unlink(missing_ok=True)
+    with open(venv / "suite.log", "w") as log:  # the suite's own output, kept in the venv
+        suite = subprocess.run(
+            [str(venv / "bin" / "python"), "-m", "pytest", "-n", workers, "--dist", "loadgroup",
+             "-q", "-p", "no:cacheprovider", f"--junitxml={report}"],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        )
     finished = time.monotonic()
     counts = _counts(report)
     probe = subprocess.run([str(venv / "bin" / "python"), "-c", PROBE], cwd=ROOT,
                            capture_output=True, text=True, check=True)
-    import json
-
     facts = json.loads(probe.stdout.strip().splitlines()[-1])
-    print(f"torch {version}: {counts}, suite {finished - installed:.0f} s "
-          f"(venv ready in {installed - started:.0f} s), exit {suite.returncode}", flush=True)
+    print(f"torch {version}: {counts}, suite {finished - installed:.0f} s, exit {suite.returncode} "
+          f"(its output: {venv.name}/suite.log)", flush=True)
     return {**facts, "build": facts["version"], "version": version, "counts": counts,
             "seconds": finished - installed, "returncode": suite.returncode}
 
@@ -113,12 +114,29 @@ def write_table(rows: dict[str, str]) -> None:
     DOC.write_text(text[:start] + BEGIN + "\n" + table + "\n" + text[end:])
 
 
-def main(versions: list[str]) -> int:
-    results = [run_release(version) for version in versions]
+def main(versions: list[str], *, workers: str, parallel: bool) -> int:
+    # Each venv is made first, one at a time (pip's cache and downloads are shared); then the
+    # suites run, one after another or all at once (on a machine with cores to spare).
+    for version in versions:
+        subprocess.run(["make", "--no-print-directory", f".venv-torch-{version}/.installed"],
+                       cwd=ROOT, check=True)
+    if parallel:
+        with concurrent.futures.ThreadPoolExecutor(len(versions)) as pool:
+            results = list(pool.map(lambda v: run_release(v, workers), versions))
+    else:
+        results = []
+        for version in versions:
+            results.append(run_release(version, workers))
+            write_table({version: row(results[-1])})  # each row as soon as it is measured
     write_table({str(r["version"]): row(r) for r in results})
     print(f"wrote {DOC.relative_to(ROOT)}")
     return 1 if any(r["returncode"] != 0 for r in results) else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("versions", nargs="+", help="torch releases, as pip spells them: 2.15.0")
+    parser.add_argument("--workers", default="auto", help="pytest -n (default: auto)")
+    parser.add_argument("--parallel", action="store_true", help="run the suites at the same time")
+    arguments = parser.parse_args()
+    sys.exit(main(arguments.versions, workers=arguments.workers, parallel=arguments.parallel))
