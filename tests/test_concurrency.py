@@ -87,7 +87,7 @@ def test_eight_threads_five_hundred_calls_each_take_the_right_path() -> None:
     assert stats.eager_calls == expected_paths[False]
     assert stats.compiled_calls + stats.eager_calls == 8 * 500
     assert len(stats.variants) == 2 and stats.graphs_compiled == backend.compiles
-    if torch_releases.running().isolation_region == "process":
+    if torch_releases.running().isolation_region != "thread":  # process-wide, or shared
         # Each key is built and first compiled once, but a concurrent call of the other
         # variant can be looked up in this variant's bucket, and compile there (torch 2.13).
         assert backend.compiles >= 2

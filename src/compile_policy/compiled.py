@@ -18,6 +18,7 @@ back to eager on its own (per options key) when a compile fails; nothing global 
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable, Mapping
 from typing import (
     TYPE_CHECKING,
@@ -314,15 +315,21 @@ def _checked_compile_args(**args: Any) -> dict[str, Any]:
 
 def _check_as_torch_compile_does(defaults: CompilePolicy) -> None:
     """Refuse now what ``torch.compile`` refuses when it wraps (PolicyError): ``mode`` with
-    ``options``, an unregistered backend name, an option inductor does not have. Imports
-    torch only for a backend name other than inductor, or for options, as torch.compile does;
-    scopes' values are checked when a variant is built (variants.py)."""
+    ``options``, an unregistered backend name, an option inductor does not have.
+
+    The backend and the options are checked against torch's registries, so only once torch
+    is loaded: wrapping never imports torch (a program that wraps before importing torch
+    gets them checked at its first compiled call). Scopes' values are checked when a variant
+    is built (variants.py).
+    """
     mode, options, backend = defaults.mode, defaults.options, defaults.backend
     if mode is not None and options is not None:
         raise PolicyError(
             f"mode={mode!r} and options={dict(options)!r} are both given, and torch.compile "
             "takes one or the other; allowed: only one of them"
         )
+    if "torch" not in sys.modules:
+        return
     if isinstance(backend, str) and backend != "inductor":
         from .variants import _check_backend
 
@@ -340,7 +347,5 @@ def _check_as_torch_compile_does(defaults: CompilePolicy) -> None:
 
 
 def _is_module(obj: object) -> bool:
-    import sys
-
     nn = getattr(sys.modules.get("torch"), "nn", None)  # no torch loaded: no module
     return nn is not None and isinstance(obj, nn.Module)
