@@ -59,6 +59,7 @@ HISTORY: dict[str, tuple[Value, ...]] = {
     # (isolate_recompiles: True, unlike torch's). inspect.signature(torch.compile).
     "compile_arguments": (
         Value((2, 9), {"disable": False}, "2.9.1, 2.10.0, 2.11.0"),
+        Value((2, 12), {"name": None, "disable": False, "recompile_limit": None}, "2.12.1"),
         Value((2, 13), {"name": None, "disable": False, "recompile_limit": None,
                         "isolate_recompiles": True, "shapes_spec": None}, "2.13.0"),
         Value((2, 14), {"name": None, "disable": False, "recompile_limit": None,
@@ -69,24 +70,24 @@ HISTORY: dict[str, tuple[Value, ...]] = {
         Value((2, 9), ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune"),
               "2.9.1"),
         Value((2, 10), ("default", "lite", "reduce-overhead", "max-autotune-no-cudagraphs",
-                        "max-autotune"), "2.10.0, 2.11.0, 2.13.0, 2.14.1, 2.15.0"),
+                        "max-autotune"), "2.10.0, 2.11.0, 2.12.1, 2.13.0, 2.14.1, 2.15.0"),
     ),
     # Old name -> new name of a torch.compile argument torch renamed (same meaning): either
     # name is accepted where torch has one of them.
     "renamed_arguments": (
-        Value((2, 9), {}, "2.9.1, 2.10.0, 2.11.0"),
+        Value((2, 9), {}, "2.9.1, 2.10.0, 2.11.0, 2.12.1"),
         Value((2, 13), {"shapes_spec": "dynamic_shapes"}, "2.13.0, 2.14.1, 2.15.0"),
     ),
     # Whether torch.compile can give each compiled object a Dynamo cache and recompile budget
     # of its own (isolate_recompiles); without it, objects of one code share torch's.
     "isolation": (
-        Value((2, 9), False, "2.9.1, 2.10.0, 2.11.0"),
+        Value((2, 9), False, "2.9.1, 2.10.0, 2.11.0, 2.12.1"),
         Value((2, 13), True, "2.13.0, 2.14.1, 2.15.0"),
     ),
     # Where torch keeps the isolate-recompiles region of the running call: one value for the
     # whole process (each compiled call sets and restores it), or one per thread.
     "isolation_region": (
-        Value((2, 9), None, "2.9.1, 2.10.0, 2.11.0"),
+        Value((2, 9), None, "2.9.1, 2.10.0, 2.11.0, 2.12.1"),
         Value((2, 13), "process", "2.13.0, 2.14.1"),
         Value((2, 15), "thread", "2.15.0"),
     ),
@@ -94,14 +95,14 @@ HISTORY: dict[str, tuple[Value, ...]] = {
     # by name on every call; 2.13 added the read of _stance (its fullgraph check).
     "compile_wrapper_reads": (
         Value((2, 9), frozenset({"_callback_from_stance", "_is_skip_guard_eval_unsafe_stance"}),
-              "2.9.1, 2.10.0, 2.11.0"),
+              "2.9.1, 2.10.0, 2.11.0, 2.12.1"),
         Value((2, 13), frozenset({"_callback_from_stance", "_is_skip_guard_eval_unsafe_stance",
                                   "_stance"}), "2.13.0, 2.14.1, 2.15.0"),
     ),
     # Whether torch._TorchCompileInductorWrapper takes torch.compile's `name` (its 4th argument).
     "inductor_takes_name": (
         Value((2, 9), False, "2.9.1, 2.10.0, 2.11.0"),
-        Value((2, 13), True, "2.13.0, 2.14.1, 2.15.0"),
+        Value((2, 12), True, "2.12.1, 2.13.0, 2.14.1, 2.15.0"),
     ),
     # Whether torch.compiler.is_compiling() is True in every thread while one thread compiles.
     "is_compiling_process_wide": (
@@ -111,7 +112,7 @@ HISTORY: dict[str, tuple[Value, ...]] = {
     # Whether Dynamo can trace a call of function.__get__ (binding a function to an object
     # inside a compiled function).
     "traces_function_get": (
-        Value((2, 9), False, "2.9.1, 2.10.0, 2.11.0"),
+        Value((2, 9), False, "2.9.1, 2.10.0, 2.11.0, 2.12.1"),
         Value((2, 13), True, "2.13.0, 2.14.1, 2.15.0"),
     ),
 }
