@@ -28,6 +28,7 @@ MATRIX_ARGS ?=
 
 # torch first, alone, with PIP_CONSTRAINT=/dev/null: a machine-wide pip constraint (some machines cap torch)
 # must not choose the release for us. The package then goes in with --no-deps, so that torch stays as it is.
+.PRECIOUS: .venv-torch-%/.installed
 .venv-torch-%/.installed:
 	python3 -m venv .venv-torch-$*
 	.venv-torch-$*/bin/python -m pip install --quiet --upgrade pip
