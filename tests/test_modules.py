@@ -437,7 +437,10 @@ def test_a_renamed_argument_is_taken_under_both_names_and_passed_under_torchs(
     assert step._policy_state.compile_args == {torchs: OrderedDict(), "isolate_recompiles": True}
 
 
-def test_a_renamed_argument_given_under_both_names_is_refused_naming_the_new_one() -> None:
+def test_a_renamed_argument_given_under_both_names_is_refused_naming_the_new_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _on_torch(monkeypatch, "2.14.1")
     with pytest.raises(TypeError, match="give only dynamic_shapes="):
         policy_compiled(lambda t: t, shapes_spec=OrderedDict(), dynamic_shapes=OrderedDict())
 

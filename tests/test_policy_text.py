@@ -54,7 +54,7 @@ class CallableBackend:
                                                                     fullgraph=False, dynamic=True)),
         ("backend=none,mode=None,fullgraph=NONE,dynamic=none,fallback=none", CompilePolicy()),
         ("Backend=my.backend-2,FALLBACK=Eager", CompilePolicy(backend="my.backend-2", fallback="eager")),
-        ("false,mode=lite", CompilePolicy(enabled=False, mode="lite")),
+        ("false,mode=reduce-overhead", CompilePolicy(enabled=False, mode="reduce-overhead")),
         ("on,stance=Eager_On_Recompile", CompilePolicy(stance="eager_on_recompile")),
         ("reduce-overhead,stance=fail_on_recompile,fallback=raise",
          CompilePolicy(mode="reduce-overhead", stance="fail_on_recompile", fallback="raise")),
