@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -78,6 +79,17 @@ def process_default(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str],
     yield set_default
     monkeypatch.undo()
     compile_policy.policy_stack.reread_default()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dynamo_cache_without_isolation() -> None:
+    """Without per-object isolation (torch < 2.13) every object of one code (the forward of
+    every nn.Linear of the run) shares torch's per-code cache and recompile budget across
+    the whole worker: each test starts from an empty cache, as its own objects do on 2.13+."""
+    if not torch_releases.running().isolation and "torch" in sys.modules:
+        import torch
+
+        torch._dynamo.reset()
 
 
 def pytest_configure(config: pytest.Config) -> None:
