@@ -491,6 +491,7 @@ def test_objects_of_one_code_share_dynamos_cache_by_default_only_without_isolati
 
 
 @pytest.mark.needs_torch("name")
+@pytest.mark.needs_torch("isolate_recompiles")
 def test_name_and_shapes_spec_reach_torch_compile(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, Any] = {}
     real = torch.compile
