@@ -3,7 +3,7 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 SETUP  := $(VENV)/.installed
 
-.PHONY: demo test test-integrations bench bench-quick cachesim lint example-pytest example-ddp clean
+.PHONY: demo test test-torch test-matrix test-integrations bench bench-quick cachesim lint example-pytest example-ddp clean
 
 $(SETUP): pyproject.toml constraints-dev.txt
 	python3 -m venv $(VENV)
@@ -17,18 +17,37 @@ demo: $(SETUP)
 test: $(SETUP)
 	$(PYTHON) -m pytest -n auto --dist loadgroup
 
-# `make bench TORCH=2.15.0` runs the same benchmarks on another torch release, in .venv-torch-2.15.0
-# (that torch, from PyPI, and this package installed without touching it); bench-torch-2.15.0.json.
-# PIP_CONSTRAINT=/dev/null lifts a machine-wide pip constraint file that caps torch, where one exists.
-TORCH_VENV := .venv-torch-$(TORCH)
+# The suite on another torch release, in its own venv: make test-torch TORCH=2.15.0 (.venv-torch-2.15.0,
+# kept and reused; `make bench TORCH=...`-style targets can use the same venv).
+TORCH ?=
+TORCH_VENV = .venv-torch-$(TORCH)
+# The releases the matrix runs: the oldest supported, the last without per-object isolation, the newest.
+MATRIX := 2.9.1 2.12.1 2.15.0
+# e.g. MATRIX_ARGS="--parallel --workers 2" on a machine with cores to spare
+MATRIX_ARGS ?=
 
-$(TORCH_VENV)/.installed: pyproject.toml
-	python3 -m venv $(TORCH_VENV)
-	$(TORCH_VENV)/bin/python -m pip install --quiet --upgrade pip
-	PIP_CONSTRAINT=/dev/null $(TORCH_VENV)/bin/python -m pip install --quiet torch==$(TORCH) pytest pytest-xdist
-	$(TORCH_VENV)/bin/python -m pip install --quiet --no-deps -e .
+# torch first, alone, with PIP_CONSTRAINT=/dev/null: a machine-wide pip constraint (some machines cap torch)
+# must not choose the release for us. The package then goes in with --no-deps, so that torch stays as it is.
+.PRECIOUS: .venv-torch-%/.installed
+.venv-torch-%/.installed:
+	python3 -m venv .venv-torch-$*
+	.venv-torch-$*/bin/python -m pip install --quiet --upgrade pip
+	PIP_CONSTRAINT=/dev/null .venv-torch-$*/bin/python -m pip install --quiet torch==$*
+	.venv-torch-$*/bin/python -m pip install --quiet -c constraints-dev.txt pytest pytest-xdist
+	.venv-torch-$*/bin/python -m pip install --quiet --no-deps -e .
 	touch $@
 
+test-torch:
+	@test -n "$(TORCH)" || { echo "usage: make test-torch TORCH=2.15.0"; exit 2; }
+	$(MAKE) $(TORCH_VENV)/.installed
+	$(TORCH_VENV)/bin/python -m pytest -n auto --dist loadgroup
+
+# The suite on each release of MATRIX, then docs/compatibility.md's table (tools/torch_matrix.py).
+test-matrix:
+	python3 tools/torch_matrix.py $(MATRIX_ARGS) $(MATRIX)
+
+# `make bench TORCH=2.15.0` runs the same benchmarks on another torch release, in the same venv as
+# test-torch; it writes bench-torch-2.15.0.json.
 BENCH_VENV := $(if $(TORCH),$(TORCH_VENV),$(VENV))
 
 bench: $(BENCH_VENV)/.installed

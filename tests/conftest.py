@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 import compile_policy.policy_stack
+from compile_policy import torch_releases
 
 
 class CountingBackend:
@@ -77,6 +79,50 @@ def process_default(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str],
     yield set_default
     monkeypatch.undo()
     compile_policy.policy_stack.reread_default()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dynamo_cache_without_isolation() -> None:
+    """Without per-object isolation (torch < 2.13) every object of one code (the forward of
+    every nn.Linear of the run) shares torch's per-code cache and recompile budget across
+    the whole worker: each test starts from an empty cache, as its own objects do on 2.13+."""
+    if not torch_releases.running().isolation and "torch" in sys.modules:
+        import torch
+
+        torch._dynamo.reset()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "needs_torch(what): the test needs a torch release with `what`, a fact of "
+        "compile_policy.torch_releases (isolation, traces_function_get, ...) or a torch.compile "
+        "argument (recompile_limit, ...); elsewhere it skips, naming the release it needs",
+    )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for marker in item.iter_markers("needs_torch"):
+        reason = missing_from_torch(marker.args[0])
+        if reason is not None:
+            pytest.skip(reason)
+
+
+def missing_from_torch(what: str) -> str | None:
+    """Why the running torch lacks ``what`` (a fact or a torch.compile argument), naming the
+    release that has it; None when it has it."""
+    facts = torch_releases.running()
+    if what in torch_releases.HISTORY:
+        if getattr(facts, what):
+            return None
+        since = torch_releases.first_release_with(what)
+    else:
+        if what in facts.compile_arguments:
+            return None
+        found = torch_releases.first_release_having("compile_arguments", what)
+        assert found is not None, f"needs_torch({what!r}): no torch release has it"
+        since = found
+    return f"needs torch {torch_releases.release_text(since)}+ ({what}); this is torch {facts.version}"
 
 
 pytest_plugins = ["pytester"]

@@ -23,6 +23,7 @@ from compile_policy import (
     compile_enabled,
     compile_stats,
     policy_compiled,
+    torch_releases,
 )
 from conftest import CountingBackend
 
@@ -90,12 +91,32 @@ def test_decorator_form_and_name_are_kept() -> None:
         assert torch.equal(triple(x()), x() * 3)
 
 
-def test_unknown_backend_name_is_a_policy_error_at_the_first_compiled_call() -> None:
-    step = policy_compiled(lambda t: t, backend="no-such-backend")
-    with compile_disabled():
-        step(x())  # nothing to check while disabled
+def test_unknown_backend_name_is_refused_at_wrap_time_naming_it_and_the_registered_ones() -> None:
     with pytest.raises(PolicyError, match="'no-such-backend'.*allowed: .*'inductor'"):
-        step(x())
+        policy_compiled(lambda t: t, backend="no-such-backend")
+    with pytest.raises(PolicyError, match="'no-such-backend'"):
+        policy_compiled(backend="no-such-backend")  # as a decorator too
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    ({"mode": "max-autotune", "options": {"max_autotune": True}}, "one or the other"),
+    ({"options": {"no_such_option": True}}, "options=.*no_such_option.*allowed: inductor's options"),
+    ({"options": {"max_autotune": "yes"}}, "options=.*max_autotune.*allowed"),
+])
+def test_what_torch_compile_refuses_when_it_wraps_is_refused_at_wrap_time(
+    arguments: dict[str, Any], message: str,
+) -> None:
+    with pytest.raises(PolicyError, match=message):
+        policy_compiled(lambda t: t, **arguments)
+
+
+def test_unknown_backend_name_from_a_scope_is_a_policy_error_at_the_first_compiled_call() -> None:
+    step = policy_compiled(lambda t: t, backend="eager")
+    with compile_enabled(backend="no-such-backend"):
+        with compile_disabled():
+            step(x())  # nothing to check while disabled
+        with pytest.raises(PolicyError, match="'no-such-backend'.*allowed: .*'inductor'"):
+            step(x())
     assert step.stats().fallback_calls == 0 and step.stats().failures == ()
 
 
@@ -473,7 +494,8 @@ def test_another_thread_compiling_does_not_send_this_thread_down_the_plain_path(
     compiling.start()
     try:
         assert inside.wait(30)
-        assert torch.compiler.is_compiling()  # the process-wide flag is fooled...
+        # the process-wide flag is fooled (where torch keeps it process-wide)...
+        assert torch.compiler.is_compiling() is torch_releases.running().is_compiling_process_wide
         runs = counting.runs
         warm(x())
         assert counting.runs == runs + 1  # ...but this call still ran compiled code

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from compile_policy import compile_disabled, compile_enabled, current_policy, policy_compiled
+from compile_policy import compile_disabled, compile_enabled, current_policy, policy_compiled, torch_releases
 
 
 class PerThreadRuns:
@@ -87,7 +87,7 @@ def test_eight_threads_five_hundred_calls_each_take_the_right_path() -> None:
     assert stats.eager_calls == expected_paths[False]
     assert stats.compiled_calls + stats.eager_calls == 8 * 500
     assert len(stats.variants) == 2 and stats.graphs_compiled == backend.compiles
-    if region_id_is_process_global():
+    if torch_releases.running().isolation_region != "thread":  # process-wide, or shared
         # Each key is built and first compiled once, but a concurrent call of the other
         # variant can be looked up in this variant's bucket, and compile there (torch 2.13).
         assert backend.compiles >= 2
@@ -95,14 +95,14 @@ def test_eight_threads_five_hundred_calls_each_take_the_right_path() -> None:
         assert backend.compiles == 2  # each key compiled once
 
 
-def region_id_is_process_global() -> bool:
-    """Whether torch keeps the isolate_recompiles region of the running call in one
-    process-wide value (each compiled call sets it and restores it) rather than per thread."""
+def isolation_region() -> str | None:
+    """Where torch keeps the isolate_recompiles region of the running call: "process" (one
+    value each compiled call sets and restores), "thread", or None (no isolation)."""
     from torch._dynamo import eval_frame
 
     setter = getattr(eval_frame, "set_eval_frame_isolate_recompiles_id", None)
     if setter is None:
-        return False
+        return None
     seen: list[int] = []
     prior = setter(12345)
     try:
@@ -113,13 +113,13 @@ def region_id_is_process_global() -> bool:
         thread.join()
     finally:
         setter(prior)
-    return seen == [12345]
+    return "process" if seen == [12345] else "thread"
 
 
-def test_torch_keeps_the_isolate_recompiles_region_process_wide() -> None:
-    """Pins the torch 2.13 quirk the test above allows for. When this fails, torch keeps
-    the region per thread: the extra compiles are gone, and the test above is strict again."""
-    assert region_id_is_process_global()
+def test_torch_keeps_the_isolate_recompiles_region_where_its_release_does() -> None:
+    """Pins per release the quirk the test above allows for (process-wide up to torch 2.14,
+    per thread from 2.15: the extra compiles are gone, and the test above is strict)."""
+    assert isolation_region() == torch_releases.running().isolation_region
 
 
 def test_first_calls_racing_in_threads_compile_each_key_once() -> None:

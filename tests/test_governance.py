@@ -35,6 +35,7 @@ from compile_policy import (
     govern_torch_compile,
     governance,
     policy_compiled,
+    torch_releases,
 )
 from conftest import CountingBackend, run_fresh
 
@@ -130,6 +131,7 @@ def test_install_refuses_naming_torch_version_and_what_differs_changing_nothing(
     with pytest.raises(TorchInternalsError) as info:
         govern_torch_compile()
     assert f"torch {torch.__version__}" in str(info.value)
+    assert f"supports, {torch_releases.supported_text()}" in str(info.value)
     assert missing in str(info.value)
     assert (eval_frame._stance, eval_frame._set_stance) == before
     assert not governance.is_governed()

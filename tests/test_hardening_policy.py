@@ -88,6 +88,7 @@ class _OptionsBackend(CountingBackend):
         return super().__call__(gm, example_inputs)
 
 
+@pytest.mark.needs_torch("isolation")
 def test_each_typed_option_value_builds_its_own_variant() -> None:
     import torch
 

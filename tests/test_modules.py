@@ -22,8 +22,10 @@ from compile_policy import (
     compile_enabled,
     compile_stats,
     policy_compiled,
+    torch_releases,
     unwrap,
 )
+from compile_policy.compiled import TORCH_ONLY_ARGS
 from conftest import CountingBackend
 
 
@@ -397,11 +399,51 @@ def test_unknown_arguments_are_a_type_error_naming_them() -> None:
 
 
 @pytest.mark.parametrize(("argument", "value"), [
-    ("disable", "yes"), ("isolate_recompiles", 1), ("recompile_limit", 0),
-    ("recompile_limit", True), ("name", 3), ("inplace", None)])
+    ("disable", "yes"),
+    pytest.param("isolate_recompiles", 1, marks=pytest.mark.needs_torch("isolate_recompiles")),
+    pytest.param("recompile_limit", 0, marks=pytest.mark.needs_torch("recompile_limit")),
+    pytest.param("recompile_limit", True, marks=pytest.mark.needs_torch("recompile_limit")),
+    pytest.param("name", 3, marks=pytest.mark.needs_torch("name")),
+    ("inplace", None)])
 def test_bad_argument_values_are_refused_naming_them(argument: str, value: object) -> None:
     with pytest.raises(PolicyError, match=f"{argument}={value!r}.*allowed"):
         policy_compiled(lambda t: t, **{argument: value})
+
+
+def _on_torch(monkeypatch: pytest.MonkeyPatch, version: str) -> None:
+    """policy_compiled checks its arguments against torch ``version``'s facts."""
+    monkeypatch.setattr(torch_releases, "running", lambda: torch_releases.facts_of(version))
+
+
+@pytest.mark.parametrize(("argument", "value"), [
+    ("recompile_limit", 2), ("isolate_recompiles", False), ("isolate_recompiles", True),
+    ("name", "step"), ("shapes_spec", OrderedDict()), ("dynamic_shapes", OrderedDict())])
+def test_an_argument_torch_lacks_is_refused_at_wrap_time_naming_it_and_the_torch(
+    monkeypatch: pytest.MonkeyPatch, argument: str, value: object,
+) -> None:
+    _on_torch(monkeypatch, "2.9.1")
+    with pytest.raises(TypeError, match=rf"{argument}=.*torch 2\.9\.1 does not have.*allowed here: disable"):
+        policy_compiled(lambda t: t, **{argument: value})
+
+
+@pytest.mark.parametrize("version", ["2.13.0", "2.14.1", "2.15.0"])
+@pytest.mark.parametrize("given", ["shapes_spec", "dynamic_shapes"])
+def test_a_renamed_argument_is_taken_under_both_names_and_passed_under_torchs(
+    monkeypatch: pytest.MonkeyPatch, version: str, given: str,
+) -> None:
+    _on_torch(monkeypatch, version)
+    step = policy_compiled(lambda t: t, backend="eager", **{given: OrderedDict()})
+    torchs = next(a for a in ("shapes_spec", "dynamic_shapes") if a in torch_releases.facts_of(
+        version).compile_arguments)
+    assert step._policy_state.compile_args == {torchs: OrderedDict(), "isolate_recompiles": True}
+
+
+def test_a_renamed_argument_given_under_both_names_is_refused_naming_the_new_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _on_torch(monkeypatch, "2.14.1")
+    with pytest.raises(TypeError, match="give only dynamic_shapes="):
+        policy_compiled(lambda t: t, shapes_spec=OrderedDict(), dynamic_shapes=OrderedDict())
 
 
 def test_disable_runs_the_plain_callable_counted_as_eager(counting: CountingBackend) -> None:
@@ -413,6 +455,7 @@ def test_disable_runs_the_plain_callable_counted_as_eager(counting: CountingBack
     assert calls(model) == (0, 1) and calls(step) == (0, 1) and counting.compiles == 0
 
 
+@pytest.mark.needs_torch("recompile_limit")
 def test_recompile_limit_is_passed_to_torch(counting: CountingBackend) -> None:
     step = policy_compiled(lambda t: t * 2, backend=counting, dynamic=False, recompile_limit=1)
     step(torch.ones(2))
@@ -426,6 +469,7 @@ def _shared_code(t: torch.Tensor) -> torch.Tensor:
     return t * 5
 
 
+@pytest.mark.needs_torch("isolate_recompiles")
 @pytest.mark.parametrize(("isolate", "second_compiles"), [(True, 1), (False, 0)])
 def test_isolate_recompiles_false_shares_dynamos_cache(isolate: bool, second_compiles: int) -> None:
     torch._dynamo.reset()  # the shared cache is per code object: start from none
@@ -437,16 +481,29 @@ def test_isolate_recompiles_false_shares_dynamos_cache(isolate: bool, second_com
     assert compile_stats(second).compiled_calls == 1
 
 
+def test_objects_of_one_code_share_dynamos_cache_by_default_only_without_isolation() -> None:
+    torch._dynamo.reset()
+    first = policy_compiled(_shared_code, backend="eager")
+    second = policy_compiled(_shared_code, backend="eager")
+    first(x())
+    second(x())
+    assert compile_stats(second).graphs_compiled == (1 if torch_releases.running().isolation else 0)
+    assert compile_stats(second).compiled_calls == 1
+
+
+@pytest.mark.needs_torch("name")
+@pytest.mark.needs_torch("isolate_recompiles")
 def test_name_and_shapes_spec_reach_torch_compile(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, Any] = {}
     real = torch.compile
+    shapes = next(a for a in ("shapes_spec", "dynamic_shapes") if a in TORCH_ONLY_ARGS)
 
     def spy(model: Any, **kwargs: Any) -> Any:
         seen.update(kwargs)
-        return real(model, **{k: v for k, v in kwargs.items() if k != "shapes_spec"})
+        return real(model, **{k: v for k, v in kwargs.items() if k != shapes})
 
     monkeypatch.setattr(torch, "compile", spy)
     step = policy_compiled(lambda t: t, backend="eager", shapes_spec=OrderedDict(), name="step")
     step(x())
-    assert seen["shapes_spec"] == OrderedDict() and seen["isolate_recompiles"] is True
+    assert seen[shapes] == OrderedDict() and seen["isolate_recompiles"] is True
     assert "name" not in seen  # torch.compile hands it to the inductor backend only

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import torch
 
-from compile_policy import CompilePolicy, PolicyError, compile_enabled, policy_compiled
+from compile_policy import CompilePolicy, PolicyError, compile_enabled, policy_compiled, torch_releases
 from compile_policy import policy as policy_module
 from conftest import run_fresh
 
@@ -44,7 +44,7 @@ class CallableBackend:
     [
         *[(word, CompilePolicy(enabled=True)) for word in ("on", "ON", "1", "true", "True")],
         *[(word, CompilePolicy(enabled=False)) for word in ("off", "Off", "0", "false", "FALSE")],
-        *[(mode, CompilePolicy(enabled=True, mode=mode)) for mode in policy_module.MODES],
+        *[(mode, CompilePolicy(enabled=True, mode=mode)) for mode in torch_releases.running().modes],
         ("Max-Autotune", CompilePolicy(mode="max-autotune")),
         ("on,backend=aot_eager,fallback=raise", CompilePolicy(backend="aot_eager", fallback="raise")),
         ("mode=reduce-overhead,fullgraph=true", CompilePolicy(mode="reduce-overhead", fullgraph=True)),
@@ -54,7 +54,7 @@ class CallableBackend:
                                                                     fullgraph=False, dynamic=True)),
         ("backend=none,mode=None,fullgraph=NONE,dynamic=none,fallback=none", CompilePolicy()),
         ("Backend=my.backend-2,FALLBACK=Eager", CompilePolicy(backend="my.backend-2", fallback="eager")),
-        ("false,mode=lite", CompilePolicy(enabled=False, mode="lite")),
+        ("false,mode=reduce-overhead", CompilePolicy(enabled=False, mode="reduce-overhead")),
         ("on,stance=Eager_On_Recompile", CompilePolicy(stance="eager_on_recompile")),
         ("reduce-overhead,stance=fail_on_recompile,fallback=raise",
          CompilePolicy(mode="reduce-overhead", stance="fail_on_recompile", fallback="raise")),

@@ -36,6 +36,22 @@ def _per_call(fn: Callable[[], object], calls: int = 50, rounds: int = 5) -> flo
     return statistics.median(samples)
 
 
+def support_lines() -> list[str]:
+    """The running torch's support, in three lines: supported or not, governance available
+    or why not, per-object isolation or not."""
+    from .governance import governance_support
+    from .torch_releases import isolation_note, running, supported_text
+
+    facts = running()
+    supported = "supported" if facts.supported else "NOT supported"
+    governance, why = governance_support()
+    return [
+        f"torch {facts.version}: {supported} (compile-policy supports torch {supported_text()})",
+        "governance (govern_torch_compile): " + ("available" if governance else f"not available: {why}"),
+        "per-object isolation: " + (isolation_note() or "yes (isolate_recompiles)"),
+    ]
+
+
 def check(backend: str | None) -> int:
     """Compile a tiny function under the effective policy; 0 on success."""
     import torch
@@ -44,11 +60,11 @@ def check(backend: str | None) -> int:
     effective = backend or (policy.backend if isinstance(policy.backend, str) else None) or "inductor"
     if not policy.enabled:
         print("check: note: the policy here is disabled; checking the compiler anyway")
-    step = policy_compiled(_tiny, backend=effective, fallback="raise")
     x = torch.randn(64, 64)
     print(f"check: compiling a tiny function with backend={effective!r} ...", flush=True)
     start = time.perf_counter()
     try:
+        step = policy_compiled(_tiny, backend=effective, fallback="raise")  # checks the backend
         with compile_enabled(backend=effective, fallback="raise"):
             step(x)
     except PolicyError as error:
@@ -106,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"torch {torch.__version__}; {backend_list()}")
     if args.check:
+        print("\n".join(support_lines()))
         return check(args.backend)
     return 0
 

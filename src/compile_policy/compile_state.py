@@ -100,8 +100,9 @@ class CompileState:
         self.compile_seconds = 0.0
         self.seconds_by_key: dict[CompileOptions, float] = {}
         self.seconds_lock = threading.Lock()
-        # This object's graphs only (see GraphRuns), unless it shares Dynamo's cache.
-        shared = self.compile_args.get("isolate_recompiles") is False
+        # This object's graphs only (see GraphRuns), unless it shares Dynamo's cache: by
+        # isolate_recompiles=False, or on a torch without the argument (absent here).
+        shared = self.compile_args.get("isolate_recompiles") is not True
         self.graph_runs = SHARED_GRAPH_RUNS if shared else GraphRuns()
         self.warned_skipped = False
         self.code = _code_of(target)  # what Dynamo keeps this object's cache entries on

@@ -18,6 +18,7 @@ back to eager on its own (per options key) when a compile fails; nothing global 
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable, Mapping
 from typing import (
     TYPE_CHECKING,
@@ -32,6 +33,7 @@ from typing import (
     runtime_checkable,
 )
 
+from . import torch_releases
 from .compile_state import CompileState
 from .errors import PolicyError
 from .hot_path import make_hot_path
@@ -102,12 +104,22 @@ class _Decorator(Protocol):
     def __call__(self, fn: Callable[P, R], /) -> PolicyCompiled[P, R]: ...
 
 
-#: The ``torch.compile`` arguments that are not policy fields (no scope overrides them),
-#: with their defaults. torch 2.13's signature; tests/test_modules.py checks it still is.
-TORCH_ONLY_ARGS: dict[str, Any] = {
-    "name": None, "disable": False, "recompile_limit": None, "isolate_recompiles": True,
-    "shapes_spec": None,
+#: Every ``torch.compile`` argument that is not a policy field (no scope overrides them), in
+#: any supported torch, with the value that means "not given". Which of them the running
+#: torch has: :data:`TORCH_ONLY_ARGS`.
+_NOT_GIVEN: dict[str, Any] = {
+    "name": None, "disable": False, "recompile_limit": None, "isolate_recompiles": None,
+    "dynamic_shapes": None, "shapes_spec": None,
 }
+
+
+def __getattr__(name: str) -> Any:
+    # TORCH_ONLY_ARGS: the running torch's torch.compile arguments that are not policy
+    # fields (no scope overrides them), with their defaults. Worked out on first use, so
+    # that importing this module reads no torch version.
+    if name == "TORCH_ONLY_ARGS":
+        return dict(torch_releases.running().compile_arguments)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @overload
@@ -115,32 +127,32 @@ def policy_compiled(
     fn: M, /, *, inplace: Literal[True], backend: str | Callable[..., Any] = ...,
     mode: str | None = ..., fullgraph: bool = ..., dynamic: bool | None = ...,
     options: Mapping[str, object] | None = ..., fallback: Fallback = ..., name: str | None = ...,
-    disable: bool = ..., recompile_limit: int | None = ..., isolate_recompiles: bool = ...,
-    shapes_spec: Any = ...,
+    disable: bool = ..., recompile_limit: int | None = ..., isolate_recompiles: bool | None = ...,
+    dynamic_shapes: Any = ..., shapes_spec: Any = ...,
 ) -> M: ...
 @overload
 def policy_compiled(  # type: ignore[overload-overlap]
     fn: M, /, *, inplace: Literal[False] = ..., backend: str | Callable[..., Any] = ...,
     mode: str | None = ..., fullgraph: bool = ..., dynamic: bool | None = ...,
     options: Mapping[str, object] | None = ..., fallback: Fallback = ..., name: str | None = ...,
-    disable: bool = ..., recompile_limit: int | None = ..., isolate_recompiles: bool = ...,
-    shapes_spec: Any = ...,
+    disable: bool = ..., recompile_limit: int | None = ..., isolate_recompiles: bool | None = ...,
+    dynamic_shapes: Any = ..., shapes_spec: Any = ...,
 ) -> PolicyCompiledModule[M]: ...
 @overload
 def policy_compiled(
     fn: Callable[P, R], /, *, inplace: Literal[False] = ..., backend: str | Callable[..., Any] = ...,
     mode: str | None = ..., fullgraph: bool = ..., dynamic: bool | None = ...,
     options: Mapping[str, object] | None = ..., fallback: Fallback = ..., name: str | None = ...,
-    disable: bool = ..., recompile_limit: int | None = ..., isolate_recompiles: bool = ...,
-    shapes_spec: Any = ...,
+    disable: bool = ..., recompile_limit: int | None = ..., isolate_recompiles: bool | None = ...,
+    dynamic_shapes: Any = ..., shapes_spec: Any = ...,
 ) -> PolicyCompiled[P, R]: ...
 @overload
 def policy_compiled(
     fn: None = None, /, *, inplace: Literal[False] = ..., backend: str | Callable[..., Any] = ...,
     mode: str | None = ..., fullgraph: bool = ..., dynamic: bool | None = ...,
     options: Mapping[str, object] | None = ..., fallback: Fallback = ..., name: str | None = ...,
-    disable: bool = ..., recompile_limit: int | None = ..., isolate_recompiles: bool = ...,
-    shapes_spec: Any = ...,
+    disable: bool = ..., recompile_limit: int | None = ..., isolate_recompiles: bool | None = ...,
+    dynamic_shapes: Any = ..., shapes_spec: Any = ...,
 ) -> _Decorator: ...
 def policy_compiled(
     fn: Callable[..., Any] | None = None,
@@ -156,20 +168,24 @@ def policy_compiled(
     name: str | None = None,
     disable: bool = False,
     recompile_limit: int | None = None,
-    isolate_recompiles: bool = True,
+    isolate_recompiles: bool | None = None,
+    dynamic_shapes: Any = None,
     shapes_spec: Any = None,
 ) -> Any:
     """Wrap a function, bound method or ``nn.Module`` so each call obeys the current policy.
 
-    Takes every ``torch.compile`` argument, with torch's meaning; fields set by the active
+    Takes the ``torch.compile`` arguments of the running torch, with torch's meaning (one
+    that this torch lacks is a ``TypeError`` here, naming it and the torch version;
+    ``shapes_spec``, renamed ``dynamic_shapes`` in torch 2.14, under either name); fields set by the active
     (thread/task-local) scopes override ``backend``, ``mode``, ``fullgraph``, ``dynamic`` and
     ``options``. When the policy is disabled the plain callable runs; when enabled, a
     variant compiled for the merged options (built lazily, once per options key, kept on
     this object). ``fallback="eager"`` runs this object eagerly for a key whose compile
     failed (warning once with :class:`CompileFallbackWarning`); ``"raise"`` re-raises.
     ``disable=True``: always the plain callable (counted as eager calls).
-    ``isolate_recompiles=True`` (the default, unlike torch's) gives each object its own
-    Dynamo cache and recompile budget; ``False`` shares them among objects of the same code.
+    ``isolate_recompiles=True`` (the default where torch has it, 2.13+, unlike torch's) gives
+    each object its own Dynamo cache and recompile budget; ``False`` shares them among objects
+    of the same code, as every object does on torch 2.9-2.12.
 
     A module gives a :class:`PolicyCompiledModule` (an ``nn.Module`` with the module's
     parameters, names and ``state_dict()`` keys); ``inplace=True`` instead makes the
@@ -194,10 +210,12 @@ def policy_compiled(
     )
     compile_args = _checked_compile_args(
         name=name, disable=disable, recompile_limit=recompile_limit,
-        isolate_recompiles=isolate_recompiles, shapes_spec=shapes_spec,
+        isolate_recompiles=isolate_recompiles, dynamic_shapes=dynamic_shapes,
+        shapes_spec=shapes_spec,
     )
     if not isinstance(inplace, bool):
         raise PolicyError(f"inplace={inplace!r} is not allowed; allowed: True, False")
+    _check_as_torch_compile_does(defaults)
     if fn is None:
         if inplace:
             raise TypeError("policy_compiled(inplace=True) needs the module: "
@@ -260,22 +278,77 @@ def make_compiled(
 
 
 def _checked_compile_args(**args: Any) -> dict[str, Any]:
-    """The non-default ``torch.compile``-only arguments, each checked."""
+    """The given ``torch.compile``-only arguments, each checked, under the running torch's
+    names; ``isolate_recompiles`` always, where torch has it (True unless given)."""
+    facts = torch_releases.running()
+    known = facts.compile_arguments
+    given = {k: v for k, v in args.items() if v is not _NOT_GIVEN[k]}
+    for old, new in facts.renamed_arguments.items():
+        if old in given and new in given:
+            raise TypeError(
+                f"policy_compiled() got both {old}= and {new}=, one torch.compile argument "
+                f"under its old and new name; give only {new}="
+            )
+        if old in given or new in given:  # either name, passed on under torch's own
+            value = given.pop(old if old in given else new)
+            given[new if new in known else old] = value
+    for argument in given:
+        if argument not in known:
+            raise TypeError(
+                f"policy_compiled() got {argument}=, a torch.compile argument: "
+                f"{torch_releases.lacking('compile_arguments', argument)}; "
+                f"allowed here: {', '.join(sorted(known))}"
+            )
     for flag in ("disable", "isolate_recompiles"):
-        if not isinstance(args[flag], bool):
-            raise PolicyError(f"{flag}={args[flag]!r} is not allowed; allowed: True, False")
-    if args["name"] is not None and not isinstance(args["name"], str):
-        raise PolicyError(f"name={args['name']!r} is not allowed; allowed: None or a string")
-    limit = args["recompile_limit"]
+        if flag in given and not isinstance(given[flag], bool):
+            raise PolicyError(f"{flag}={given[flag]!r} is not allowed; allowed: True, False")
+    if "name" in given and not isinstance(given["name"], str):
+        raise PolicyError(f"name={given['name']!r} is not allowed; allowed: None or a string")
+    limit = given.get("recompile_limit")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise PolicyError(
             f"recompile_limit={limit!r} is not allowed; allowed: None or an int >= 1"
         )
-    return {k: v for k, v in args.items() if v != TORCH_ONLY_ARGS[k] or k == "isolate_recompiles"}
+    if given.get("disable") is False:
+        del given["disable"]
+    if facts.isolation:
+        given.setdefault("isolate_recompiles", True)
+    return given
+
+
+def _check_as_torch_compile_does(defaults: CompilePolicy) -> None:
+    """Refuse now what ``torch.compile`` refuses when it wraps (PolicyError): ``mode`` with
+    ``options``, an unregistered backend name, an option inductor does not have.
+
+    The backend and the options are checked against torch's registries, so only once torch
+    is loaded: wrapping never imports torch (a program that wraps before importing torch
+    gets them checked at its first compiled call). Scopes' values are checked when a variant
+    is built (variants.py).
+    """
+    mode, options, backend = defaults.mode, defaults.options, defaults.backend
+    if mode is not None and options is not None:
+        raise PolicyError(
+            f"mode={mode!r} and options={dict(options)!r} are both given, and torch.compile "
+            "takes one or the other; allowed: only one of them"
+        )
+    if "torch" not in sys.modules:
+        return
+    if isinstance(backend, str) and backend != "inductor":
+        from .variants import _check_backend
+
+        _check_backend(backend)
+    elif backend == "inductor" and options is not None:
+        import torch
+
+        try:
+            torch._TorchCompileInductorWrapper(None, dict(options), defaults.dynamic)  # type: ignore[no-untyped-call]
+        except RuntimeError as error:  # torch's "Unexpected optimization option ..."
+            raise PolicyError(
+                f"options={dict(options)!r} is not allowed: {str(error).split(', known options')[0]}; "
+                "allowed: inductor's options (torch._inductor.list_options())"
+            ) from None
 
 
 def _is_module(obj: object) -> bool:
-    import sys
-
     nn = getattr(sys.modules.get("torch"), "nn", None)  # no torch loaded: no module
     return nn is not None and isinstance(obj, nn.Module)

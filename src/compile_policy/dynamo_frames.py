@@ -25,6 +25,8 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+from . import torch_releases
+
 __all__ = ["TorchInternalsError", "keep_dynamo_out", "keep_dynamo_out_of_pending", "require"]
 
 #: (module, name) pairs this module relies on: torch 2.13's per-code frame strategy.
@@ -60,7 +62,8 @@ def require() -> tuple[Callable[[types.CodeType, Any], None], Any]:
     if missing:
         raise TorchInternalsError(
             f"compile_policy cannot keep Dynamo out of its hot path in torch "
-            f"{torch.__version__}: missing {', '.join(missing)} (known to work: torch 2.13). "
+            f"{torch.__version__}: missing {', '.join(missing)} (known to work: torch "
+            f"{torch_releases.supported_text()}). "
             "Without them an outer torch.compile would trace the policy's own bookkeeping."
         )
     skip = found["_FrameAction.SKIP"]

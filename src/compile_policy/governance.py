@@ -39,7 +39,7 @@ from .policy_stack import default_frame, pushed_top
 if TYPE_CHECKING:
     from .torch_internals import Internals
 
-__all__ = ["govern_torch_compile", "is_governed"]
+__all__ = ["govern_torch_compile", "governance_support", "is_governed"]
 
 _LOCK = threading.Lock()
 _FORCE_EAGER = "force_eager"
@@ -110,6 +110,25 @@ class _GovernedStance:
 def is_governed() -> bool:
     """Whether :func:`govern_torch_compile` has been called in this process."""
     return _INSTALLED is not None
+
+
+def governance_support() -> tuple[bool, str]:
+    """Whether :func:`govern_torch_compile` works with the running torch, and why not: the
+    install's own check, changing nothing (imports torch). True once installed.
+
+        >>> governance_support()  # doctest: +SKIP
+        (True, 'the torch internals it relies on are as checked')
+    """
+    if is_governed():
+        return True, "installed (govern_torch_compile() is on)"
+    from .errors import TorchInternalsError
+    from .torch_internals import check_torch_internals
+
+    try:
+        check_torch_internals()
+    except TorchInternalsError as error:
+        return False, str(error)
+    return True, "the torch internals it relies on are as checked"
 
 
 def govern_torch_compile() -> None:

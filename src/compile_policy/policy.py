@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 
 __all__ = ["CompilePolicy", "current_policy", "explain"]
 
-#: torch.compile's modes in torch 2.13 (``torch._inductor.list_mode_options()``), spelled out
-#: here so that validating a scope never has to import torch.
+#: torch.compile's modes in any supported torch (``torch._inductor.list_mode_options()``),
+#: spelled out so that validating a scope never has to import torch; those of the running
+#: torch: ``torch_releases.running().modes``.
 MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs", "lite")
 FALLBACKS = ("eager", "raise")
 FIELD_NAMES = ("enabled", "backend", "mode", "fullgraph", "dynamic", "options", "fallback", "stance")
@@ -87,6 +88,8 @@ class CompilePolicy:
                 f"mode={shown(self.mode)} is not a torch.compile mode; allowed: None, "
                 + ", ".join(map(repr, MODES))
             )
+        if self.mode is not None:
+            _check_mode_of_torch(self.mode)
         _check_optional_bool("fullgraph", self.fullgraph)
         _check_optional_bool("dynamic", self.dynamic)
         if self.options is not None:
@@ -220,3 +223,14 @@ def _hashable(value: object) -> bool:
     except TypeError:
         return False
     return True
+
+
+def _check_mode_of_torch(mode: str) -> None:
+    from .torch_releases import lacking, running
+
+    modes = running().modes
+    if mode not in modes:
+        raise PolicyError(
+            f"mode={mode!r} is not a torch.compile mode of this torch: {lacking('modes', mode)}; "
+            "allowed: None, " + ", ".join(map(repr, modes))
+        )

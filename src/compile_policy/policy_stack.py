@@ -350,6 +350,7 @@ def explain() -> str:
         frame = frame.below
     lines.append(_default_frame().describe())  # the bottom of every stack, never pushed
     lines[0] += _governance_note()
+    lines[0] += _isolation_note()
     return "\n".join([lines[0]] + [f"  {n}. {line}" for n, line in enumerate(lines[1:], 1)])
 
 
@@ -359,6 +360,13 @@ def _governance_note() -> str:
     if is_governed():
         return "; governs plain torch.compile code too (govern_torch_compile() is on)"
     return "; plain torch.compile code is not governed (govern_torch_compile() is off)"
+
+
+def _isolation_note() -> str:
+    from .torch_releases import isolation_note
+
+    note = isolation_note()
+    return "" if note is None else f"; {note}"
 
 
 def _thread_name() -> str:

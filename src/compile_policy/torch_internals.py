@@ -18,6 +18,7 @@ import sys
 import types
 from typing import Any, NamedTuple
 
+from . import torch_releases
 from .errors import TorchInternalsError
 
 __all__ = ["REPLACED", "Internals", "check_torch_internals"]
@@ -75,9 +76,10 @@ def check_torch_internals() -> Internals:
     if wrapper is None:
         problems.append("eval_frame._TorchDynamoContext.__call__ defines no compile_wrapper")
     else:
+        # Before torch 2.13 compile_wrapper reads the stance only through the two functions
+        # the install replaces; 2.13+ reads _stance itself too (the stand-in answers it).
         problems += _code_global_reads(
-            wrapper, "eval_frame compile_wrapper",
-            {"_callback_from_stance", "_is_skip_guard_eval_unsafe_stance", "_stance"},
+            wrapper, "eval_frame compile_wrapper", set(torch_releases.running().compile_wrapper_reads)
         )
         assert isinstance(context_call, types.FunctionType)
         stored = {i.argval for i in dis.get_instructions(context_call) if i.opname == "STORE_ATTR"}
@@ -102,10 +104,11 @@ def check_torch_internals() -> Internals:
     if problems:
         raise TorchInternalsError(
             f"govern_torch_compile() cannot govern torch.compile in torch {torch.__version__}: "
-            "the torch internals it relies on differ from torch 2.13's ("
+            "the torch internals it relies on differ from those of the torch releases "
+            f"compile-policy supports, {torch_releases.supported_text()} ("
             + "; ".join(problems)
             + "). Nothing was changed; compile_disabled() still governs policy_compiled "
-            "objects. Use a torch version compile-policy supports, or do without governance."
+            "objects. Use a torch release compile-policy supports, or do without governance."
         )
     assert isinstance(context_call, types.FunctionType) and wrapper is not None
     return Internals(

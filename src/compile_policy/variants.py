@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+from . import torch_releases
 from .dynamo_frames import keep_dynamo_out_of_pending
 from .errors import PolicyError
 from .option_values import by_identity_if_unhashable
@@ -158,22 +158,22 @@ def build_variant(
         )
     # What torch.compile itself would build for a backend name/callable with mode/options;
     # wrapping it lets every compiled graph count its runs without changing what compiles.
+    # compile_args: checked against the running torch (compiled.py), isolate_recompiles in
+    # them where torch has it: Dynamo keeps one cache and one recompile limit per code
+    # object, shared by every wrapper of the same method; isolated, one object's recompiles
+    # never push another over the limit (silently eager until torch._dynamo.reset()).
     extra = dict(compile_args or {})
+    name = extra.pop("name", None)  # torch.compile gives it to the inductor wrapper only
     real: Any
     if key.backend == "inductor":
+        named = (name,) if torch_releases.running().inductor_takes_name else ()
         real = torch._TorchCompileInductorWrapper(  # type: ignore[no-untyped-call]
-            key.mode or "default", options, key.dynamic, extra.pop("name", None)
+            key.mode or "default", options, key.dynamic, *named
         )
     else:
         real = torch._TorchCompileWrapper(  # type: ignore[no-untyped-call]
             key.backend, key.mode, options, key.dynamic
         )
-    extra.pop("name", None)  # torch.compile gives it to the inductor wrapper only
-    if "isolate_recompiles" in inspect.signature(torch.compile).parameters:
-        # Dynamo keeps one cache and one recompile limit per code object, shared by every
-        # wrapper of the same method: isolate them so one object's recompiles never push
-        # another object over the limit (silently eager until torch._dynamo.reset()).
-        extra.setdefault("isolate_recompiles", True)
     compiled = torch.compile(
         target,
         backend=_CountingBackend(real, on_graph_compiled, runs),
