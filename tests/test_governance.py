@@ -300,6 +300,19 @@ def test_nested_compiled_functions_both_run_eagerly(governed: None, counting: Co
     assert (counting.compiles, counting.runs) == (2, 2)
 
 
+@contextlib.contextmanager
+def _fullgraph_check_without_stance() -> Iterator[None]:
+    """Where compile_wrapper's fullgraph check does not read the stance (torch < 2.13),
+    a fullgraph function run eagerly gets torch's own warning, as under
+    ``set_stance("force_eager")`` without governance: not ours to turn into an error."""
+    import warnings
+
+    with warnings.catch_warnings():
+        if "_stance" not in torch_releases.running().compile_wrapper_reads:
+            warnings.filterwarnings("ignore", "torch.compile with fullgraph=True found no compiled frames")
+        yield
+
+
 def test_functions_compiled_before_the_install_are_governed_too(counting: CountingBackend) -> None:
     if governance.is_governed():
         pytest.skip("this run is governed as a whole")
@@ -307,7 +320,7 @@ def test_functions_compiled_before_the_install_are_governed_too(counting: Counti
     fn(ones(2))
     govern_torch_compile()
     try:
-        with compile_disabled():
+        with compile_disabled(), _fullgraph_check_without_stance():
             fn(ones(2))
             fn(ones(3))
         assert (counting.compiles, counting.runs) == (1, 1)

@@ -46,13 +46,10 @@ def governance_unsupported() -> str | None:
 
     The one place the plugin asks; imports torch.
     """
-    from .torch_internals import check_torch_internals
+    from .governance import governance_support
 
-    try:
-        check_torch_internals()
-    except TorchInternalsError as error:
-        return str(error)
-    return None
+    supported, why = governance_support()
+    return None if supported else why
 
 
 class PluginGovernance:
