@@ -109,11 +109,13 @@ def rewrapped(module: nn.Module, config: tuple[CompilePolicy, Mapping[str, Any]]
 
 def _arguments(defaults: CompilePolicy, compile_args: Mapping[str, Any]) -> str:
     """The arguments of a policy_compiled() call that differ from its defaults, as written."""
+    from . import torch_releases
     from .compiled import policy_compiled
 
     given = {name: getattr(defaults, name) for name in (
         "backend", "mode", "fullgraph", "dynamic", "options", "fallback")}
     given.update(compile_args)
-    standard = policy_compiled.__kwdefaults__ or {}
+    # The defaults as this torch fills them in (isolate_recompiles=None is True where it exists).
+    standard = {**(policy_compiled.__kwdefaults__ or {}), **torch_releases.running().compile_arguments}
     shown = [f"{k}={v!r}" for k, v in given.items() if k not in standard or standard[k] != v]
     return "(" + ", ".join(shown) + ")" if shown else "no arguments (the defaults)"
