@@ -192,6 +192,7 @@ def _train_step(model: Callable[[torch.Tensor], torch.Tensor]) -> None:
     model(torch.ones(2, 4)).sum().backward()
 
 
+@pytest.mark.needs_torch("backward_with_forward")
 @pytest.mark.parametrize("form", ["module", "function"])
 def test_a_backward_that_fails_to_compile_is_a_fallback_of_its_object(form: str) -> None:
     aot = AotBackend(backward_fails=True)
@@ -210,6 +211,7 @@ def test_a_backward_that_fails_to_compile_is_a_fallback_of_its_object(form: str)
     assert stats.fallback_calls == 2 and aot.backward_compiles == 1
 
 
+@pytest.mark.needs_torch("backward_with_forward")
 def test_a_backward_that_fails_to_compile_raises_at_the_forward_under_fallback_raise() -> None:
     aot = AotBackend(backward_fails=True)
     model = policy_compiled(torch.nn.Linear(4, 4), backend=aot.backend, fallback="raise")
@@ -219,6 +221,7 @@ def test_a_backward_that_fails_to_compile_raises_at_the_forward_under_fallback_r
     assert not failure.fell_back
 
 
+@pytest.mark.needs_torch("backward_with_forward")
 def test_the_backward_graph_compiles_with_the_forward_and_runs_compiled() -> None:
     aot = AotBackend(backward_fails=False)
     model = policy_compiled(torch.nn.Linear(4, 4), backend=aot.backend)

@@ -146,6 +146,7 @@ def test_the_ordinary_access_stays_a_plain_attribute_read() -> None:
     assert vars(agent)["act"] is bound  # later accesses never reach the descriptor
 
 
+@pytest.mark.needs_torch("traces_function_get")
 @pytest.mark.parametrize("cls", [PlainOverride, ThirdLevel], ids=lambda cls: cls.__name__)
 def test_an_override_calling_super_inside_an_outer_compile_gives_the_plain_result(cls: type) -> None:
     # Dynamo cannot call a super() attribute that is a descriptor object (torch 2.13): a

@@ -190,7 +190,7 @@ def _values() -> dict[str, list[Any]]:
     values: dict[str, list[Any]] = {
         "enabled": [True, False],
         "backend": [None, "eager", "aot_eager"],
-        "mode": [None, *policy_module.MODES],
+        "mode": [None, *torch_releases.running().modes],  # the modes this torch has
         "fullgraph": [None, True, False],
         "dynamic": [None, True, False],
         "options": [None],

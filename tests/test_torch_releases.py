@@ -103,6 +103,23 @@ def test_dynamo_traces_function_get_where_its_release_does() -> None:
     assert traced == running().traces_function_get
 
 
+def test_dynamo_asks_the_dispatch_mode_check_of_its_release() -> None:
+    import torch._dynamo.convert_frame as convert_frame
+    import torch.utils._python_dispatch as python_dispatch
+
+    check = running().dispatch_mode_check
+    # convert_frame imports the function it asks by name (torch 2.9.1, 2.12.1, 2.13.0, 2.15.0)
+    assert getattr(convert_frame, check) is getattr(python_dispatch, check)
+
+
+def test_aot_autograd_compiles_the_backward_with_the_forward_where_its_release_can() -> None:
+    from torch._functorch import config
+
+    from compile_policy.variants import EAGER_BACKWARD_SWITCH
+
+    assert hasattr(config, EAGER_BACKWARD_SWITCH) == running().backward_with_forward
+
+
 # -- the facts module itself (no torch behaviour) -------------------------------------------
 @pytest.mark.parametrize(("version", "release"), [
     ("2.13.0+cpu", (2, 13)), ("2.9.1", (2, 9)), ("2.16.0a0+git1234", (2, 16)), ("3.0.0", (3, 0))])
@@ -164,7 +181,11 @@ def test_without_isolation_the_skipped_warning_suggests_no_argument_torch_lacks(
 ) -> None:
     from compile_policy import CompileSkippedWarning, policy_compiled
 
-    monkeypatch.setattr(torch_releases, "running", lambda: facts_of("2.12.1"))
+    # This torch's facts, but without isolation, as on 2.12 (its other facts stay true).
+    without = {name: getattr(facts_of("2.12.1"), name)
+               for name in ("isolation", "isolation_region", "compile_arguments")}
+    facts = running()._replace(**without)
+    monkeypatch.setattr(torch_releases, "running", lambda: facts)
     torch._dynamo.reset()  # the shared cache is per code object: start from none
     with torch._dynamo.config.patch(recompile_limit=1):
         policy_compiled(_member, backend="eager", dynamic=False)(torch.ones(2))

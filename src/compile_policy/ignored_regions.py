@@ -29,6 +29,8 @@ import os
 import sys
 from typing import Any
 
+from . import torch_releases
+
 __all__ = ["PRIVATE_NAMES", "ignored_region", "missing_private_names"]
 
 #: The torch-private names the check reads (module, attribute), as in torch 2.13. A name a
@@ -39,8 +41,10 @@ PRIVATE_NAMES = (
     ("torch._dynamo.eval_frame", "_stance"),  # a DynamoStance: .stance is set_stance's
     ("torch._C._functorch", "peek_interpreter_stack"),
     ("torch._C._functorch", "TransformType"),
-    ("torch.utils._python_dispatch", "any_torch_dispatch_mode_on_stack"),
 )
+#: Where torch's own check for a TorchDispatchMode that makes Dynamo skip a frame lives; its
+#: name is a version fact (torch_releases: dispatch_mode_check).
+DISPATCH_MODULE = "torch.utils._python_dispatch"
 
 
 @functools.cache
@@ -57,7 +61,8 @@ def _private(module: str, name: str) -> Any:
 
 def missing_private_names() -> list[str]:
     """The names of :data:`PRIVATE_NAMES` this torch lacks."""
-    return [f"{module}.{name}" for module, name in PRIVATE_NAMES if _private(module, name) is None]
+    names = (*PRIVATE_NAMES, (DISPATCH_MODULE, torch_releases.running().dispatch_mode_check))
+    return [f"{module}.{name}" for module, name in names if _private(module, name) is None]
 
 
 def ignored_region() -> str | None:
@@ -83,7 +88,11 @@ def ignored_region() -> str | None:
             transforms.Vmap, transforms.Grad, transforms.Jvp
         ):
             return f"inside a functorch transform ({interpreter.key().name.lower()})"
-    on_stack = _private("torch.utils._python_dispatch", "any_torch_dispatch_mode_on_stack")
-    if on_stack is not None and on_stack():
+    check = torch_releases.running().dispatch_mode_check
+    in_mode = _private(DISPATCH_MODULE, check)
+    # As Dynamo asks it: torch < 2.12 counts only non-infra modes.
+    if in_mode is not None and (
+        in_mode(include_infra_modes=False) if check == "is_in_torch_dispatch_mode" else in_mode()
+    ):
         return "under a TorchDispatchMode"
     return None

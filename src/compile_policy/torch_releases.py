@@ -109,6 +109,19 @@ HISTORY: dict[str, tuple[Value, ...]] = {
         Value((2, 9), False, "2.9.1"),
         Value((2, 13), True, "2.13.0"),
     ),
+    # The torch.utils._python_dispatch function Dynamo asks whether a TorchDispatchMode makes
+    # it skip a frame (convert_frame.py): torch.compile does not compile under such a mode.
+    "dispatch_mode_check": (
+        Value((2, 9), "is_in_torch_dispatch_mode", "2.9.1"),
+        Value((2, 12), "any_torch_dispatch_mode_on_stack", "2.12.1, 2.13.0, 2.15.0"),
+    ),
+    # Whether AOTAutograd can compile a graph's backward together with its forward
+    # (torch._functorch.config.force_non_lazy_backward_lowering); without it the backward
+    # compiles at the first .backward(), outside the policy-compiled call.
+    "backward_with_forward": (
+        Value((2, 9), False, "2.9.1"),
+        Value((2, 12), True, "2.12.1, 2.13.0, 2.15.0"),
+    ),
     # Whether Dynamo can trace a call of function.__get__ (binding a function to an object
     # inside a compiled function).
     "traces_function_get": (
@@ -132,6 +145,8 @@ class TorchFacts(NamedTuple):
     compile_wrapper_reads: frozenset[str]
     inductor_takes_name: bool
     is_compiling_process_wide: bool
+    dispatch_mode_check: str
+    backward_with_forward: bool
     traces_function_get: bool
 
 

@@ -199,10 +199,10 @@ def _backward_compiled_with_forward() -> contextlib.AbstractContextManager[objec
     for a training step, whose backward compiles anyway; a graph called with grad enabled but
     never backpropagated pays for a backward compile it does not use. The switch is a
     context-local config value in torch 2.13 (no other thread sees it); a torch without it
-    compiles lazily, as before."""
+    (torch_releases: backward_with_forward) compiles lazily, as before."""
     from torch._functorch import config
 
-    if not hasattr(config, EAGER_BACKWARD_SWITCH):
+    if not torch_releases.running().backward_with_forward:  # torch < 2.12: lazily, as before
         return contextlib.nullcontext()
     return config.patch(EAGER_BACKWARD_SWITCH, True)  # type: ignore[no-any-return]
 
