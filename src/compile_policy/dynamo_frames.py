@@ -27,7 +27,10 @@ from typing import Any
 
 from . import torch_releases
 
-__all__ = ["TorchInternalsError", "keep_dynamo_out", "keep_dynamo_out_of_pending", "require"]
+__all__ = [
+    "TorchInternalsError", "keep_dynamo_out", "keep_dynamo_out_of_pending", "require",
+    "trace_scopes_as_graph_breaks",
+]
 
 #: (module, name) pairs this module relies on: torch 2.13's per-code frame strategy.
 REQUIRED = (
@@ -83,10 +86,12 @@ def keep_dynamo_out(code: types.CodeType) -> None:
         return
     set_strategy, skip = require()
     set_strategy(code, skip)
+    trace_scopes_as_graph_breaks()
 
 
 def keep_dynamo_out_of_pending() -> None:
     """Mark the hot-path code made before torch was loaded (called before each compile)."""
+    trace_scopes_as_graph_breaks()
     if not _pending:
         return
     set_strategy, skip = require()
@@ -95,3 +100,32 @@ def keep_dynamo_out_of_pending() -> None:
         del _pending[:]
     for code in codes:
         set_strategy(code, skip)
+
+
+_scopes_traced_as_graph_breaks = False
+
+
+def trace_scopes_as_graph_breaks() -> None:
+    """Make a scope's enter and exit, met inside a function Dynamo traces (a ``with
+    compile_disabled():`` block in a compiled function), a graph break run as plain Python.
+
+    The enter reads its caller's frame (``sys._getframe``: where the scope was entered, and
+    which exit is its own), which Dynamo cannot trace: torch 2.15 warns that it "does not know
+    how to trace the builtin", an error under warnings-as-errors. Dynamo follows
+    ``_torchdynamo_inline`` on a function it inlines (as for the hot path), and does not trace
+    a ``torch.compiler.disable``'d one. Once, with torch loaded: where a policy-compiled
+    object compiles or governance installs, the only places a scope changes what compiled
+    code does.
+    """
+    global _scopes_traced_as_graph_breaks
+    if _scopes_traced_as_graph_breaks:
+        return
+    import torch
+
+    from .scopes import PolicyScope
+
+    with _lock:
+        for method in (PolicyScope.__enter__, PolicyScope.__exit__):
+            disabled: Any = torch.compiler.disable(method)  # type: ignore[no-untyped-call]
+            setattr(method, "_torchdynamo_inline", disabled)  # noqa: B010 (a function's attribute)
+        _scopes_traced_as_graph_breaks = True

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import call_tally
 from .call_tally import GovernedCalls
-from .dynamo_frames import keep_dynamo_out
+from .dynamo_frames import keep_dynamo_out, trace_scopes_as_graph_breaks
 from .generated_code import compile_source, names_used, plain_parameters
 from .policy_stack import default_frame, pushed_top
 
@@ -154,6 +154,7 @@ def govern_torch_compile() -> None:
 
             internals = check_torch_internals()
             _install(internals)
+            trace_scopes_as_graph_breaks()  # a scope in a compiled caller: a graph break
             # A bad COMPILE_POLICY raises here, changing nothing, rather than in every
             # torch.compile'd call from now on. Read after the install: its `stance` field
             # (COMPILE_POLICY=on,stance=fail_on_recompile) needs governance in place.
