@@ -51,7 +51,7 @@ def candidates(backend: str = "inductor") -> tuple[dict[str, Callable[[], Any]],
 
     Every candidate takes the compiled path of the same warm variant in this thread.
     """
-    from compile_policy import hot_path
+    from compile_policy._compiled import hot_path
 
     from .cases import _tiny, tiny_compiled
 

@@ -29,7 +29,7 @@ Candidates = dict[str, tuple[bool, Callable[[], object]]]
 
 def _interleaved_governed(candidates: Candidates, calls: int, rounds: int) -> Samples:
     """Like timing.interleaved, installing or uninstalling governance before each candidate."""
-    from compile_policy import governance
+    from compile_policy._governance import install as governance
 
     governance.govern_torch_compile()
     internals = governance._uninstall()
@@ -63,7 +63,8 @@ def governance_samples(quick: bool) -> dict[str, Samples]:
     """One worker's rounds: the tiny function compiled before and after the install."""
     import torch
 
-    from compile_policy import compile_disabled, governance
+    from compile_policy import compile_disabled
+    from compile_policy._governance import install as governance
 
     x = torch.randn(64)
     before = torch.compile(_tiny)  # torch's compile_wrapper, with no shortcut
@@ -131,7 +132,8 @@ def _counted_calls(governed: Callable[..., Any]) -> Samples | None:
     the same function ungoverned, and in a disabled scope against the plain function) already
     include what counting costs: these rows show that the timed path was the counting one.
     """
-    from compile_policy import compile_stats, governance
+    from compile_policy import compile_stats
+    from compile_policy._governance import install as governance
 
     governance.govern_torch_compile()
     try:

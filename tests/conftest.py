@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-import compile_policy.policy_stack
-from compile_policy import torch_releases
+import compile_policy._context.stack
+from compile_policy._base import torch_releases
 
 
 class CountingBackend:
@@ -74,11 +74,11 @@ def process_default(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str],
 
     def set_default(text: str) -> None:
         monkeypatch.setenv("COMPILE_POLICY", text)
-        compile_policy.policy_stack.reread_default()
+        compile_policy._context.stack.reread_default()
 
     yield set_default
     monkeypatch.undo()
-    compile_policy.policy_stack.reread_default()
+    compile_policy._context.stack.reread_default()
 
 
 @pytest.fixture(autouse=True)
@@ -96,7 +96,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "needs_torch(what): the test needs a torch release with `what`, a fact of "
-        "compile_policy.torch_releases (isolation, traces_function_get, ...) or a torch.compile "
+        "compile_policy._base.torch_releases (isolation, traces_function_get, ...) or a torch.compile "
         "argument (recompile_limit, ...); elsewhere it skips, naming the release it needs",
     )
 

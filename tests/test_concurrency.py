@@ -11,7 +11,8 @@ from typing import Any
 
 import torch
 
-from compile_policy import compile_disabled, compile_enabled, current_policy, policy_compiled, torch_releases
+from compile_policy import compile_disabled, compile_enabled, current_policy, policy_compiled
+from compile_policy._base import torch_releases
 
 
 class PerThreadRuns:

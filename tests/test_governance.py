@@ -24,7 +24,7 @@ import torch
 import torch._dynamo.eval_frame as eval_frame
 
 import compile_policy
-import compile_policy.torch_internals
+import compile_policy._governance.torch_internals
 from compile_policy import (
     CompilePolicy,
     PolicyError,
@@ -33,10 +33,10 @@ from compile_policy import (
     compile_enabled,
     explain,
     govern_torch_compile,
-    governance,
     policy_compiled,
-    torch_releases,
 )
+from compile_policy._base import torch_releases
+from compile_policy._governance import install as governance
 from conftest import CountingBackend, run_fresh
 
 RECOMPILE_REFUSED = "Detected recompile when torch.compile stance is 'fail_on_recompile'"
@@ -89,7 +89,7 @@ def test_torch_internals_are_what_governance_relies_on() -> None:
     # governance.py and torch_internals.py. A governed run checks torch's own objects too.
     installed = governance._uninstall()
     try:
-        compile_policy.torch_internals.check_torch_internals()
+        compile_policy._governance.torch_internals.check_torch_internals()
     finally:
         if installed is not None:
             governance._reinstall(installed)
@@ -577,7 +577,7 @@ def test_a_stance_in_compile_policy_lets_governance_install(monkeypatch: pytest.
     if governance.is_governed():
         pytest.skip("this run is governed as a whole")
     monkeypatch.setenv("COMPILE_POLICY", "on,stance=fail_on_recompile")
-    compile_policy.policy_stack.reread_default()
+    compile_policy._context.stack.reread_default()
     try:
         govern_torch_compile()
         assert compile_policy.current_policy().stance == "fail_on_recompile"
@@ -585,21 +585,21 @@ def test_a_stance_in_compile_policy_lets_governance_install(monkeypatch: pytest.
     finally:
         governance._uninstall()
         monkeypatch.delenv("COMPILE_POLICY")
-        compile_policy.policy_stack.reread_default()
+        compile_policy._context.stack.reread_default()
 
 
 def test_a_bad_compile_policy_refuses_the_install_changing_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     if governance.is_governed():
         pytest.skip("this run is governed as a whole")
     monkeypatch.setenv("COMPILE_POLICY", "on,stance=bogus")
-    compile_policy.policy_stack.reread_default()
+    compile_policy._context.stack.reread_default()
     try:
         with pytest.raises(PolicyError, match="bogus"):
             govern_torch_compile()
         assert not governance.is_governed() and type(eval_frame._stance) is eval_frame.DynamoStance
     finally:
         monkeypatch.delenv("COMPILE_POLICY")
-        compile_policy.policy_stack.reread_default()
+        compile_policy._context.stack.reread_default()
 
 
 @pytest.mark.parametrize("how", ["torch.compile(fn)", "torch.compile(module)", "module.compile()"])
@@ -771,7 +771,7 @@ def test_without_governance_plain_torch_compile_is_untouched_in_a_fresh_interpre
 
 
 def test_generated_frames_show_their_source_and_warnings_skip_them(governed: None) -> None:
-    from compile_policy import compile_failures, hot_path
+    from compile_policy._compiled import compile_failures, hot_path
 
     generated = (hot_path.HOT_PATH_FILE.format(" (x)"), governance.SHORTCUT_FILE.format("x"))
     assert all(name.startswith(compile_failures.GENERATED_PREFIXES) for name in generated)

@@ -20,8 +20,8 @@ from compile_policy import (
     compile_enabled,
     compile_stats,
     policy_compiled,
-    torch_releases,
 )
+from compile_policy._base import torch_releases
 from conftest import CountingBackend
 
 X = torch.ones(4)

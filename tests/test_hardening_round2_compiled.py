@@ -14,7 +14,7 @@ from functorch.compile import make_boxed_func
 from torch.utils.flop_counter import FlopCounterMode
 
 from compile_policy import CompileFallbackWarning, CompileSkippedWarning, compile_stats, policy_compiled
-from compile_policy.ignored_regions import ignored_region, missing_private_names
+from compile_policy._compiled.ignored_regions import ignored_region, missing_private_names
 from conftest import CountingBackend
 
 X = torch.ones(4)

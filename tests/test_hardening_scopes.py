@@ -22,7 +22,7 @@ from compile_policy import (
     current_policy,
     use_policy,
 )
-from compile_policy import policy_stack as _stack
+from compile_policy._context import stack as _stack
 
 SCOPES: list[Callable[[], PolicyScope]] = [
     compile_disabled,

@@ -12,7 +12,10 @@ import compile_policy
 from conftest import run_fresh
 
 #: The compile machinery, loaded on first use of policy_compiled (see __init__.py).
-MACHINERY = {"compile_policy.compiled", "compile_policy.compile_state", "compile_policy.hot_path"}
+MACHINERY = {
+    "compile_policy._compiled.front_door", "compile_policy._compiled.compile_state",
+    "compile_policy._compiled.hot_path",
+}
 
 
 def test_import_and_the_plugin_load_neither_torch_nor_logging_nor_the_compile_machinery() -> None:
@@ -30,10 +33,10 @@ def test_import_and_the_plugin_load_neither_torch_nor_logging_nor_the_compile_ma
     assert not {"torch", "logging", "typing", "threading"} & after_import
     # dataclasses (with inspect, re, enum behind it): about 20 ms, three times the rest of the
     # import; CompilePolicy and the scope decorators load it on first use.
-    assert not {"dataclasses", "inspect", "compile_policy.policy"} & after_import
+    assert not {"dataclasses", "inspect", "compile_policy._policy.value"} & after_import
     assert "torch" not in after_plugin  # pytest itself imports logging
     assert not MACHINERY & after_plugin
-    assert "compile_policy.pytest_isolation" not in after_plugin  # only for its settings
+    assert "compile_policy.pytest_plugin._isolation" not in after_plugin  # only for its settings
     assert after_use >= MACHINERY and "torch" not in after_use
 
 
@@ -52,7 +55,7 @@ def test_the_policy_grammar_loads_only_when_there_is_text_to_parse() -> None:
     # Every pytest run reads the process default; without COMPILE_POLICY it parses nothing.
     code = (
         "import sys; import compile_policy; compile_policy.current_policy(); "
-        "compile_policy.explain(); print('compile_policy.policy_text' in sys.modules)"
+        "compile_policy.explain(); print('compile_policy._policy.text' in sys.modules)"
     )
     result = run_fresh([sys.executable, "-c", code])
     assert result.returncode == 0, result.stderr
@@ -81,7 +84,7 @@ for thread in threads:
 assert len(set(got)) == 1 and got[0] == (compile_disabled(), compile_enabled()), got
 with compile_disabled():
     assert current_policy().enabled is False
-print("compile_policy.policy" in sys.modules, "compile_policy.scope_decorators" in sys.modules)
+print("compile_policy._policy.value" in sys.modules, "compile_policy._context.decorators" in sys.modules)
 """
 
 
@@ -94,6 +97,7 @@ def test_the_first_scope_loads_compile_policy_and_every_thread_gets_the_same_sco
 def test_the_fields_a_scope_may_set_are_compile_policys_but_enabled() -> None:
     from dataclasses import fields
 
-    from compile_policy import CompilePolicy, scopes
+    from compile_policy import CompilePolicy
+    from compile_policy._context import scopes
 
     assert ("enabled", *scopes._SETTABLE) == tuple(f.name for f in fields(CompilePolicy))

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from compile_policy import compile_disabled, policy_compiled
-from compile_policy.methods import PerInstance
+from compile_policy._compiled.methods import PerInstance
 
 
 class Base:

@@ -22,7 +22,7 @@ def enabled() -> bool:
 @pytest.fixture(autouse=True)
 def _stack_as_it_was() -> Iterator[None]:
     """A leaked frame a test leaves on purpose never reaches the next test."""
-    from compile_policy import policy_stack
+    from compile_policy._context import stack as policy_stack
 
     saved = policy_stack.pushed_top()
     yield

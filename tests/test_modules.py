@@ -22,10 +22,10 @@ from compile_policy import (
     compile_enabled,
     compile_stats,
     policy_compiled,
-    torch_releases,
     unwrap,
 )
-from compile_policy.compiled import TORCH_ONLY_ARGS
+from compile_policy._base import torch_releases
+from compile_policy._compiled.arguments import TORCH_ONLY_ARGS
 from conftest import CountingBackend
 
 
@@ -389,7 +389,7 @@ def test_every_torch_compile_argument_is_accepted() -> None:
     ours = set(inspect.signature(policy_compiled).parameters)
     torch_args = set(inspect.signature(torch.compile).parameters) - {"model"}
     assert torch_args <= ours, f"torch.compile arguments not taken: {torch_args - ours}"
-    assert set(compile_policy.compiled.TORCH_ONLY_ARGS) == torch_args - {
+    assert set(compile_policy._compiled.arguments.TORCH_ONLY_ARGS) == torch_args - {
         "backend", "mode", "fullgraph", "dynamic", "options"}
 
 

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 import torch
 
-from compile_policy import CompilePolicy, PolicyError, compile_enabled, policy_compiled, torch_releases
-from compile_policy import policy as policy_module
+from compile_policy import CompilePolicy, PolicyError, compile_enabled, policy_compiled
+from compile_policy._base import torch_releases
+from compile_policy._policy import fields as policy_module
 from conftest import run_fresh
 
 
@@ -351,7 +352,7 @@ ENV_PROBE = """
 import json, os, sys
 import torch
 from compile_policy import PolicyError, compile_enabled, current_policy, explain, policy_compiled
-from compile_policy import policy_stack
+from compile_policy._context import stack as policy_stack
 
 def probe():
     try:

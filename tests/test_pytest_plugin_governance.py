@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch._dynamo
 
-from compile_policy import governance
+from compile_policy._governance import install as governance
 from conftest import run_fresh
 
 pytest_plugins = ["pytester"]
@@ -189,7 +189,7 @@ def test_x():
 def test_where_torch_lacks_governance_the_header_says_why_and_the_run_goes_on(
     suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from compile_policy import pytest_governance
+    from compile_policy.pytest_plugin import _govern as pytest_governance
 
     monkeypatch.setattr(pytest_governance, "governance_unsupported", lambda: "torch 9.9 lacks it")
     result = _run(suite)

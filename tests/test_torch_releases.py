@@ -1,4 +1,4 @@
-"""The version facts of compile_policy.torch_releases, each checked against the running torch.
+"""The version facts of compile_policy._base.torch_releases, each checked against the running torch.
 
 Each test measures one fact on this torch and asserts the value its release has in the facts
 module: they pass on every supported release and fail loudly when a release changes a fact
@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import torch
 
-from compile_policy import torch_releases
-from compile_policy.torch_releases import facts_of, first_release_with, release_of, running
+from compile_policy._base import torch_releases
+from compile_policy._base.torch_releases import facts_of, first_release_with, release_of, running
 
 POLICY_FIELDS = {"model", "backend", "mode", "fullgraph", "dynamic", "options"}
 
@@ -115,7 +115,7 @@ def test_dynamo_asks_the_dispatch_mode_check_of_its_release() -> None:
 def test_aot_autograd_compiles_the_backward_with_the_forward_where_its_release_can() -> None:
     from torch._functorch import config
 
-    from compile_policy.variants import EAGER_BACKWARD_SWITCH
+    from compile_policy._compiled.variants import EAGER_BACKWARD_SWITCH
 
     assert hasattr(config, EAGER_BACKWARD_SWITCH) == running().backward_with_forward
 

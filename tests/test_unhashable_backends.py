@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from compile_policy import CompilePolicy, compile_enabled, policy_compiled, use_policy
-from compile_policy.variants import CompileOptions
+from compile_policy._compiled.variants import CompileOptions
 
 
 @dataclasses.dataclass

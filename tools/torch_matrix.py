@@ -36,8 +36,8 @@ PROBE = """
 import json, inspect, warnings
 warnings.filterwarnings("ignore")
 import torch
-from compile_policy import torch_releases
-from compile_policy.governance import governance_support
+from compile_policy._base import torch_releases
+from compile_policy._governance.install import governance_support
 facts = torch_releases.running()
 ok, why = governance_support()
 arguments = sorted(set(inspect.signature(torch.compile).parameters) - {

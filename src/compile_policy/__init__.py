@@ -10,7 +10,7 @@ Importing this package does not import torch.
 
 from __future__ import annotations
 
-from .errors import (
+from ._base.errors import (
     CompileFallbackWarning,
     CompileSkippedWarning,
     PartialCompileError,
@@ -19,8 +19,8 @@ from .errors import (
     ScopeError,
     TorchInternalsError,
 )
-from .policy_stack import current_policy, explain
-from .scopes import PolicyScope, bind_policy, compile_disabled, compile_enabled, use_policy
+from ._context.scopes import PolicyScope, bind_policy, compile_disabled, compile_enabled, use_policy
+from ._context.stack import current_policy, explain
 
 # typing.TYPE_CHECKING without importing typing: `import compile_policy` never needs it
 # at run time, and it is 3-5 ms of the import. Type checkers take this name as True.
@@ -32,25 +32,25 @@ TYPE_CHECKING = False
 # `inspect`, `re` and `enum` behind it) costs three times the rest of the import; the first
 # scope loads it. To export a name of it, add it to both lists below.
 if TYPE_CHECKING:
-    from .compiled import PolicyCompiled, policy_compiled
-    from .governance import govern_torch_compile
-    from .inspection import compile_stats, unwrap
-    from .modules import PolicyCompiledModule
-    from .policy import CompilePolicy
-    from .stats import CompileFailure, CompileStats
-    from .variants import CompileOptions
+    from ._compiled.front_door import PolicyCompiled, policy_compiled
+    from ._compiled.inspection import compile_stats, unwrap
+    from ._compiled.modules import PolicyCompiledModule
+    from ._compiled.stats import CompileFailure, CompileStats
+    from ._compiled.variants import CompileOptions
+    from ._governance.install import govern_torch_compile
+    from ._policy.value import CompilePolicy
 
 _LAZY = {
-    "CompileFailure": ".stats",
-    "CompileOptions": ".variants",
-    "CompilePolicy": ".policy",  # a dataclass: `dataclasses` and `inspect` load with it
-    "CompileStats": ".stats",
-    "PolicyCompiled": ".compiled",
-    "PolicyCompiledModule": ".modules",  # an nn.Module: importing it imports torch
-    "compile_stats": ".inspection",
-    "govern_torch_compile": ".governance",
-    "unwrap": ".inspection",
-    "policy_compiled": ".compiled",
+    "CompileFailure": "._compiled.stats",
+    "CompileOptions": "._compiled.variants",
+    "CompilePolicy": "._policy.value",  # a dataclass: `dataclasses` and `inspect` load with it
+    "CompileStats": "._compiled.stats",
+    "PolicyCompiled": "._compiled.front_door",
+    "PolicyCompiledModule": "._compiled.modules",  # an nn.Module: importing it imports torch
+    "compile_stats": "._compiled.inspection",
+    "govern_torch_compile": "._governance.install",
+    "unwrap": "._compiled.inspection",
+    "policy_compiled": "._compiled.front_door",
 }
 
 __all__ = [

@@ -14,10 +14,10 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from .compiled import policy_compiled
-from .errors import PolicyError
-from .policy_stack import current_policy, explain
-from .scopes import compile_disabled, compile_enabled
+from ._base.errors import PolicyError
+from ._compiled.front_door import policy_compiled
+from ._context.scopes import compile_disabled, compile_enabled
+from ._context.stack import current_policy, explain
 
 
 def _tiny(x: Any) -> Any:
@@ -39,8 +39,8 @@ def _per_call(fn: Callable[[], object], calls: int = 50, rounds: int = 5) -> flo
 def support_lines() -> list[str]:
     """The running torch's support, in three lines: supported or not, governance available
     or why not, per-object isolation or not."""
-    from .governance import governance_support
-    from .torch_releases import isolation_note, running, supported_text
+    from ._base.torch_releases import isolation_note, running, supported_text
+    from ._governance.install import governance_support
 
     facts = running()
     supported = "supported" if facts.supported else "NOT supported"

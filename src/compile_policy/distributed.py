@@ -21,13 +21,13 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from . import policy_stack as _stack
-from .compiled import PolicyCompiled
-from .errors import PolicyError
-from .inspection import compile_stats
-from .policy import CompilePolicy
-from .policy_stack import current_policy
-from .scope_decorators import wrap_in_scope
+from ._base.errors import PolicyError
+from ._compiled.front_door import PolicyCompiled
+from ._compiled.inspection import compile_stats
+from ._context import stack as _stack
+from ._context.decorators import wrap_in_scope
+from ._context.stack import current_policy
+from ._policy.value import CompilePolicy
 
 __all__ = ["PolicyMismatchError", "broadcast_policy", "check_consistent", "policy_state"]
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import policy_stack as _stack
-from .errors import PolicyError
-from .policy import CompilePolicy
+from ._base.errors import PolicyError
+from ._context import stack as _stack
+from ._policy.value import CompilePolicy
 
 try:
     from lightning.pytorch import Callback
@@ -56,7 +56,7 @@ def _policy_for(stage: str, value: object) -> CompilePolicy | None:
     if value is None or isinstance(value, CompilePolicy):
         return value
     if isinstance(value, str):
-        from .policy_text import parse_policy
+        from ._policy.value import parse_policy
 
         return parse_policy(value, source=f"CompilePolicyCallback {stage}=")
     raise PolicyError(

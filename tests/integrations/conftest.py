@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from compile_policy import governance
+from compile_policy._governance import install as governance
 
 from .tiny_models import CountingBackend
 

@@ -23,7 +23,7 @@ from compile_policy import (
     current_policy,
     policy_compiled,
 )
-from compile_policy.policy_stack import pushed_top
+from compile_policy._context.stack import pushed_top
 
 pl = pytest.importorskip("lightning.pytorch")
 from compile_policy.lightning import CompilePolicyCallback  # noqa: E402
