@@ -79,6 +79,7 @@ cachesim: $(SETUP)
 lint: $(SETUP)
 	$(PYTHON) -m ruff check src tests examples benchmarks
 	$(PYTHON) -m mypy
+	$(VENV)/bin/lint-imports
 
 example-pytest: $(SETUP)
 	$(PYTHON) -m pytest -n 2 examples/pytest_project
