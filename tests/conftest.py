@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-import compile_policy._context.stack
+import compile_policy._context.frames
 from compile_policy._base import torch_releases
 
 
@@ -74,11 +74,11 @@ def process_default(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str],
 
     def set_default(text: str) -> None:
         monkeypatch.setenv("COMPILE_POLICY", text)
-        compile_policy._context.stack.reread_default()
+        compile_policy._context.frames.reread_default()
 
     yield set_default
     monkeypatch.undo()
-    compile_policy._context.stack.reread_default()
+    compile_policy._context.frames.reread_default()
 
 
 @pytest.fixture(autouse=True)

@@ -577,7 +577,7 @@ def test_a_stance_in_compile_policy_lets_governance_install(monkeypatch: pytest.
     if governance.is_governed():
         pytest.skip("this run is governed as a whole")
     monkeypatch.setenv("COMPILE_POLICY", "on,stance=fail_on_recompile")
-    compile_policy._context.stack.reread_default()
+    compile_policy._context.frames.reread_default()
     try:
         govern_torch_compile()
         assert compile_policy.current_policy().stance == "fail_on_recompile"
@@ -585,21 +585,21 @@ def test_a_stance_in_compile_policy_lets_governance_install(monkeypatch: pytest.
     finally:
         governance._uninstall()
         monkeypatch.delenv("COMPILE_POLICY")
-        compile_policy._context.stack.reread_default()
+        compile_policy._context.frames.reread_default()
 
 
 def test_a_bad_compile_policy_refuses_the_install_changing_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     if governance.is_governed():
         pytest.skip("this run is governed as a whole")
     monkeypatch.setenv("COMPILE_POLICY", "on,stance=bogus")
-    compile_policy._context.stack.reread_default()
+    compile_policy._context.frames.reread_default()
     try:
         with pytest.raises(PolicyError, match="bogus"):
             govern_torch_compile()
         assert not governance.is_governed() and type(eval_frame._stance) is eval_frame.DynamoStance
     finally:
         monkeypatch.delenv("COMPILE_POLICY")
-        compile_policy._context.stack.reread_default()
+        compile_policy._context.frames.reread_default()
 
 
 @pytest.mark.parametrize("how", ["torch.compile(fn)", "torch.compile(module)", "module.compile()"])

@@ -214,7 +214,7 @@ def _torch_disables(environ: dict[str, str]) -> bool:
 def test_torch_compile_disable_disables_exactly_when_torch_does(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from compile_policy._context import stack as policy_stack
+    from compile_policy._context import frames as policy_stack
 
     values = ["1", "0", "true", "True", "TRUE", "yes", "on", " 1", "1 ", "", "2", "off", "01"]
     monkeypatch.delenv("COMPILE_POLICY", raising=False)

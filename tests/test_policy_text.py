@@ -352,7 +352,7 @@ ENV_PROBE = """
 import json, os, sys
 import torch
 from compile_policy import PolicyError, compile_enabled, current_policy, explain, policy_compiled
-from compile_policy._context import stack as policy_stack
+from compile_policy._context import frames as policy_stack
 
 def probe():
     try:

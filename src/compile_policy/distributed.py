@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from ._base.errors import PolicyError
 from ._compiled.front_door import PolicyCompiled
 from ._compiled.inspection import compile_stats
+from ._context import frames as _frames
 from ._context import stack as _stack
 from ._context.decorators import wrap_in_scope
 from ._context.stack import current_policy
@@ -163,9 +164,9 @@ class broadcast_policy:
     ) -> None:
         self.src, self.group, self.timeout = src, group, timeout
         # The stacks its enters replaced (LIFO): a rank enters it from its main thread.
-        self._saved: list[_stack._Frame | None] = []
+        self._saved: list[_frames._Frame | None] = []
 
-    def _adopt(self) -> _stack._Frame | None:
+    def _adopt(self) -> _frames._Frame | None:
         import torch.distributed as dist
 
         payload, failure = b"", None
@@ -219,5 +220,5 @@ class broadcast_policy:
         return wrap_in_scope(fn, self._adopt, self._restore)
 
     @staticmethod
-    def _restore(saved: _stack._Frame | None) -> None:
+    def _restore(saved: _frames._Frame | None) -> None:
         _stack.set_top(saved)  # exactly this rank's stack before the enter

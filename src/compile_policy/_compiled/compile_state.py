@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .._base import call_tally
 from .._base.call_tally import counter_value
 from .._base.errors import CompileFallbackWarning
-from .._context.stack import _Frame, default_frame
+from .._context.frames import _Frame, default_frame
 from .._policy.option_values import freeze
 from .._policy.value import CompilePolicy
 from .compile_failures import partial_compile_error, report_failure, report_skipped

@@ -27,7 +27,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, TypeVar
 
-    from .stack import _Frame
+    from .frames import _Frame
 
     F = TypeVar("F", bound=Callable[..., Any])
     H = TypeVar("H")

@@ -21,8 +21,10 @@ from sys import _getframe
 
 from .._base.errors import PolicyError
 from . import stack as _stack
+from .frames import _Frame
+from .locations import caller_location, describe_location
 from .sites import enter_site, paired_frame
-from .stack import _Frame, caller_location, pushed_top, reset_to, set_top
+from .stack import pushed_top, reset_to, set_top
 
 # typing.TYPE_CHECKING without importing typing (see __init__.py)
 TYPE_CHECKING = False
@@ -146,7 +148,7 @@ class PolicyScope:
     def _decorate(self, fn: F, where: tuple[Any, int]) -> F:
         layer = self._layer
         name = getattr(fn, "__qualname__", fn)
-        location = f"{_stack.describe_location(where)} (@{self._label} on {name!s})"
+        location = f"{describe_location(where)} (@{self._label} on {name!s})"
         from .decorators import wrap_in_scope
 
         return wrap_in_scope(

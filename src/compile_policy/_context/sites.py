@@ -35,7 +35,7 @@ import types
 # typing.TYPE_CHECKING without importing typing (see __init__.py)
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from .stack import _Frame
+    from .frames import _Frame
 
 __all__ = ["enter_site", "paired_frame"]
 

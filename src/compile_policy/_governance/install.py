@@ -35,7 +35,8 @@ from .._base.call_tally import GovernedCalls
 from .._compiled.dynamo_frames import keep_dynamo_out, trace_scopes_as_graph_breaks
 from .._compiled.generated_code import compile_source, names_used, plain_parameters
 from .._context import links
-from .._context.stack import default_frame, pushed_top
+from .._context.frames import default_frame
+from .._context.stack import pushed_top
 
 if TYPE_CHECKING:
     from .torch_internals import Internals

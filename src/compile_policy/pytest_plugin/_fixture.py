@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from .._base.errors import PolicyError
+from .._context import locations as _locations
 from .._context import stack as _stack
 from .._context.scopes import _SETTABLE
 from .._context.stack import current_policy, explain
@@ -85,7 +86,7 @@ class PolicyFixture:
         load_reset()()
 
     def _push(self, policy: CompilePolicy) -> None:
-        where = _stack.caller_location(2)  # the test line that called disable()/enable()/use()
+        where = _locations.caller_location(2)  # the test line that called disable()/enable()/use()
         _stack.push(policy, self._owner, where)
 
     def _undo(self) -> None:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from .._base.errors import PolicyError, TorchInternalsError
-from .._context import stack as _stack
+from .._context import frames as _frames
 from ._modes import mode_of
 
 if TYPE_CHECKING:
@@ -115,14 +115,14 @@ class PluginGovernance:
         return "plain torch.compile code follows it (governed)"
 
     def before_test(
-        self, item: pytest.Item, frame: _stack._Frame | None, baseline: object,
+        self, item: pytest.Item, frame: _frames._Frame | None, baseline: object,
         note: Callable[[str], None],
     ) -> None:
         """At setup, the test's stack in place: govern if due (``note``: a finding for the
         run report, the header being printed); note the counts so far."""
         if not (self.lazy or self.watching):
             return
-        enabled = (frame or _stack.default_frame()).effective.enabled is not False
+        enabled = (frame or _frames.default_frame()).effective.enabled is not False
         # Not before the suite imported torch itself: a suite that never does has no
         # torch.compile code, and the plugin never imports torch on its own for a marker.
         if self.lazy and not enabled and frame is not baseline and "torch" in sys.modules:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .._base.errors import PolicyError, PolicyLeakWarning
+from .._context import frames as _frames
 from .._context import stack as _stack
 from .._context.stack import current_policy
 from ._fixture import PolicyFixture, compile_policy
@@ -65,7 +66,7 @@ class _RunState:
 
 
 _STATE = pytest.StashKey[_RunState]()
-_ITEM_FRAME = pytest.StashKey["_stack._Frame | None"]()
+_ITEM_FRAME = pytest.StashKey["_frames._Frame | None"]()
 _ITEM_ERROR = pytest.StashKey[Exception]()
 
 
@@ -80,7 +81,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # First: the default and the baseline may set a stance, which needs governance.
     governance = PluginGovernance(settings)
     try:
-        _stack.default_frame()
+        _frames.default_frame()
     except PolicyError as error:  # else every test would fail on it, one by one
         governance.close()
         raise pytest.UsageError(f"compile-policy: {error}") from None
@@ -143,7 +144,7 @@ def pytest_report_header(config: pytest.Config) -> str:
         elif state.saved is not None:  # an in-process inner session (pytester)
             source = f"the enclosing session's {state.saved.describe()}"
         else:
-            source = str(_stack.default_frame().where)
+            source = str(_frames.default_frame().where)
         baseline = f"{'on' if enabled else 'off'} (from {source})"
     parts = [f"compile-policy: baseline {baseline}", state.governance.describe()]
     if settings.leaks.value != LEAKS.default:

@@ -14,6 +14,7 @@ import warnings
 import pytest
 
 from .._base.errors import PolicyError, PolicyLeakWarning
+from .._context import frames as _frames
 from .._context import stack as _stack
 from .._context.stack import current_policy
 
@@ -25,7 +26,7 @@ class PluginLabel(str):
     never a leak, also when an in-process inner pytest session (pytester) finds them."""
 
 
-def import_leak(top: _stack._Frame | None) -> _stack._Frame | None:
+def import_leak(top: _frames._Frame | None) -> _frames._Frame | None:
     """``top`` if a scope of the user's is on top of the stack found at start, else None."""
     if top is None or isinstance(top.owner, PluginLabel) or getattr(
         top.owner, "outlives_scopes", False  # the fixture's frames (an outer test's)
@@ -34,7 +35,7 @@ def import_leak(top: _stack._Frame | None) -> _stack._Frame | None:
     return top
 
 
-def describe_stack(top: _stack._Frame | None) -> str:
+def describe_stack(top: _frames._Frame | None) -> str:
     """The innermost frame and the effective policy, as one line."""
     try:
         shown = top.describe() if top is not None else "an empty stack"
@@ -45,8 +46,8 @@ def describe_stack(top: _stack._Frame | None) -> str:
 
 def check_after_test(
     item: pytest.Item,
-    expected: _stack._Frame | None,
-    baseline: _stack._Frame | None,
+    expected: _frames._Frame | None,
+    baseline: _frames._Frame | None,
     mode: str,
 ) -> None:
     """Restore ``baseline``; report a stack that is not ``expected`` per ``mode``."""
@@ -65,7 +66,7 @@ def check_after_test(
         pytest.fail(message, pytrace=False)
 
 
-def import_leak_message(top: _stack._Frame | None, when: str, kept: bool) -> str:
+def import_leak_message(top: _frames._Frame | None, when: str, kept: bool) -> str:
     """What to say about a scope left active while ``when`` (e.g. conftest files) ran."""
     fate = (
         "every test starts from it"

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from .._context import frames as _frames
 from .._context import stack as _stack
 from .._context.scopes import _SETTABLE
 from .._policy.value import CompilePolicy
@@ -99,7 +100,7 @@ def policy_markers(item: pytest.Item) -> list[pytest.Mark]:
     return [*own, *rest]
 
 
-def marker_frame(item: pytest.Item, below: _stack._Frame | None) -> _stack._Frame | None:
+def marker_frame(item: pytest.Item, below: _frames._Frame | None) -> _frames._Frame | None:
     """The test's stack: its mode and its markers, module first, over the run's baseline.
 
     Raises TypeError or PolicyError for a marker used wrongly; the plugin fails that test.
