@@ -16,7 +16,7 @@ import pytest
 from .._base.errors import PolicyError
 from .._context import locations as _locations
 from .._context import stack as _stack
-from .._context.scopes import _SETTABLE
+from .._context.scope_makers import _SETTABLE
 from .._context.stack import current_policy, explain
 from .._policy.value import CompilePolicy
 

@@ -25,7 +25,7 @@ import pytest
 
 from .._context import frames as _frames
 from .._context import stack as _stack
-from .._context.scopes import _SETTABLE
+from .._context.scope_makers import _SETTABLE
 from .._policy.value import CompilePolicy
 from ._leaks import PluginLabel
 
