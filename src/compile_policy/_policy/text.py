@@ -3,8 +3,9 @@
 
 Each field is described once, in :data:`.field_forms.FIELDS`: how its value reads and
 writes in text, and how it is written to JSON-safe data and read back. Text is
-comma-separated: a switch word or a mode name first (optional), then ``key=value`` items. A value may be a JSON string in double
-quotes, so that any backend name survives ``str()`` and ``parse()``: ``backend="my backend"``.
+comma-separated: a switch word or a mode name first (optional), then ``key=value`` items.
+A value may be a JSON string in double quotes, so that any backend name survives ``str()``
+and ``parse()``: ``backend="my backend"``.
 
     >>> from compile_policy import CompilePolicy
     >>> p = CompilePolicy.parse("on, backend=aot_eager, fallback=raise")
