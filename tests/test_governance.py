@@ -37,6 +37,7 @@ from compile_policy import (
 )
 from compile_policy._base import torch_releases
 from compile_policy._governance import install as governance
+from compile_policy._governance.shortcut import SHORTCUT_FILE
 from conftest import CountingBackend, run_fresh
 
 RECOMPILE_REFUSED = "Detected recompile when torch.compile stance is 'fail_on_recompile'"
@@ -773,7 +774,7 @@ def test_without_governance_plain_torch_compile_is_untouched_in_a_fresh_interpre
 def test_generated_frames_show_their_source_and_warnings_skip_them(governed: None) -> None:
     from compile_policy._compiled import compile_failures, hot_path
 
-    generated = (hot_path.HOT_PATH_FILE.format(" (x)"), governance.SHORTCUT_FILE.format("x"))
+    generated = (hot_path.HOT_PATH_FILE.format(" (x)"), SHORTCUT_FILE.format("x"))
     assert all(name.startswith(compile_failures.GENERATED_PREFIXES) for name in generated)
 
     def fails(t: torch.Tensor) -> torch.Tensor:

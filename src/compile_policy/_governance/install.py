@@ -26,17 +26,14 @@ from __future__ import annotations
 
 import functools
 import threading
-import types
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._base import call_tally
-from .._base.call_tally import GovernedCalls
-from .._compiled.dynamo_frames import keep_dynamo_out, trace_scopes_as_graph_breaks
-from .._compiled.generated_code import compile_source, names_used, plain_parameters
+from .._compiled.dynamo_frames import trace_scopes_as_graph_breaks
 from .._context import links
 from .._context.frames import default_frame
 from .._context.stack import pushed_top
+from .shortcut import Shortcuts
+from .stances import PinnedStances, _GovernedStance
 
 if TYPE_CHECKING:
     from .torch_internals import Internals
@@ -44,7 +41,6 @@ if TYPE_CHECKING:
 __all__ = ["govern_torch_compile", "governance_support", "is_governed"]
 
 _LOCK = threading.Lock()
-_FORCE_EAGER = "force_eager"
 #: What the install replaced, for the tests' private uninstall: the internals and torch's
 #: own objects by name; None while not installed.
 _INSTALLED: tuple[Internals, dict[str, Any]] | None = None
@@ -65,48 +61,6 @@ def forget_stack_tops() -> None:
     global _FOLLOWS_TORCH
     with _REMEMBERING:
         _FOLLOWS_TORCH = _UNKNOWN
-
-
-class _GovernedStance:
-    """Stands in for torch's process-wide ``DynamoStance`` (``eval_frame._stance``).
-
-    Each field resolves from the calling context's policy: disabled -> ``force_eager``; a
-    ``stance`` field set by a scope -> that stance, whole (no forced backend, no unsafe
-    guard skipping); otherwise torch's real process-wide value, kept in ``real`` (what
-    ``torch.compiler.set_stance`` sets from now on). Each field is one short function, no
-    merge, no allocation; the per-call readers answer the common cases before reading it.
-    """
-
-    __slots__ = ("real",)
-
-    def __init__(self, real: Any) -> None:
-        self.real = real
-
-    # `pushed_top() or default_frame()`: the context's innermost frame; with no scope, the
-    # process default (COMPILE_POLICY may set `enabled` and `stance` too).
-    @property
-    def stance(self) -> str:
-        frame = pushed_top() or default_frame()
-        if not frame.enabled:
-            return _FORCE_EAGER
-        return frame.effective.stance or self.real.stance
-
-    @property
-    def backend(self) -> Any:
-        frame = pushed_top() or default_frame()
-        if not frame.enabled or frame.effective.stance is not None:
-            return None
-        return self.real.backend
-
-    @property
-    def skip_guard_eval_unsafe(self) -> bool:
-        frame = pushed_top() or default_frame()
-        if not frame.enabled or frame.effective.stance is not None:
-            return False
-        return bool(self.real.skip_guard_eval_unsafe)
-
-    def __repr__(self) -> str:
-        return f"governed stance {self.stance!r} (process-wide: {self.real!r})"
 
 
 def is_governed() -> bool:
@@ -213,7 +167,7 @@ def _replacements(internals: Internals, originals: dict[str, Any]) -> dict[str, 
     # identity test; then a disabled context (None, as torch returns for force_eager). Only
     # a policy's stance, or a process-wide stance other than the default, goes through
     # torch's own function, run against the one stance this call read (see _pinned).
-    pinned = _PinnedStances(torch_callback_from_stance, internals.eval_frame.DynamoStance)
+    pinned = PinnedStances(torch_callback_from_stance, internals.eval_frame.DynamoStance)
 
     def _callback_from_stance(callback: Any) -> Any:
         global _FOLLOWS_TORCH
@@ -251,7 +205,7 @@ def _replacements(internals: Internals, originals: dict[str, Any]) -> dict[str, 
         compiled = torch_context_call(self, fn)
         if getattr(compiled, "__code__", None) is not wrapper_code:
             return compiled  # an OptimizedModule (its forward came through here), a class
-        return _eager_shortcut(compiled, set_eval_frame)
+        return _SHORTCUTS.around(compiled, set_eval_frame)
 
     return {
         "_stance": proxy,
@@ -262,117 +216,8 @@ def _replacements(internals: Internals, originals: dict[str, Any]) -> dict[str, 
     }
 
 
-class _PinnedStances:
-    """torch's ``_callback_from_stance``, each copy run against one fixed stance.
-
-    torch's function reads the module global ``_stance`` once per branch it tests, so a
-    stance that changes between two reads (a ``set_stance`` in another thread, a stand-in
-    resolved afresh per read) matches no branch: "invalid torch.compile stance". A copy of
-    the function whose globals are ``eval_frame``'s with ``_stance`` pinned to one
-    ``DynamoStance`` reads the same value every time, and keeps torch's logic as it is (the
-    install checks that the function only reads globals: see torch_internals). One copy per
-    scope stance, and one for torch's current process-wide value (made again when it
-    changes: ``set_stance`` is rare, a call is not).
-    """
-
-    def __init__(self, torch_function: types.FunctionType, stance_type: type) -> None:
-        self._function = torch_function
-        self._stance_type = stance_type
-        self._scopes: dict[str, Callable[[Any], Any]] = {}
-        self._torch: tuple[object, Callable[[Any], Any]] = (None, torch_function)
-
-    def _pin(self, stance: object) -> Callable[[Any], Any]:
-        function = self._function
-        namespace = dict(function.__globals__)
-        namespace["_stance"] = stance
-        return types.FunctionType(function.__code__, namespace, function.__name__)
-
-    def of_scope(self, stance: str) -> Callable[[Any], Any]:
-        pinned = self._scopes.get(stance)
-        if pinned is None:  # benign race: two threads may make equal copies
-            # A scope sets the stance whole: no forced backend, no unsafe guard skipping.
-            pinned = self._scopes[stance] = self._pin(self._stance_type(stance=stance))
-        return pinned
-
-    def of_torch(self, real: object) -> Callable[[Any], Any]:
-        seen, pinned = self._torch  # one read of the pair: never a copy of another stance
-        if seen is not real:
-            pinned = self._pin(real)
-            self._torch = (real, pinned)
-        return pinned
-
-
-# The shortcut, as source text: compiled once per parameter list (see _shortcut_factory).
-# With the compiled function's own parameters (`def tiny(t)`) a governed call passes its
-# arguments on as they came, as the hot path of policy_compiled does, instead of making an
-# *args tuple and a **kwargs dict twice per call: the governed warm tiny call went from
-# 1.036x to 1.019-1.022x the same compiled function ungoverned. The list is read when the
-# function is compiled: a later change of its parameters (a new __code__) needs a new compile.
-_SHORTCUT = """\
-def make(compile_wrapper, fn, set_eval_frame, compiled_calls, eager_calls):
-    def governed({params}):
-        top = pushed_top()
-        if top is _FOLLOWS_TORCH or _INSTALLED is None or (top or default_frame()).enabled:
-            next(compiled_calls)
-            return compile_wrapper({args})
-        next(eager_calls)
-        prior = set_eval_frame(None)
-        try:
-            return fn({args})
-        finally:
-            set_eval_frame(prior)
-    return governed
-"""
-_GENERIC = ("*args, **kwargs", "*args, **kwargs")
-#: Its frames' file name in tracebacks (see linecache); compile_failures skips these frames.
-SHORTCUT_FILE = "<governed torch.compile ({})>"
-
-
-@functools.lru_cache(maxsize=256)
-def _shortcut_factory(params: str, args: str) -> Callable[..., Callable[..., Any]]:
-    """``make(compile_wrapper, fn, set_eval_frame, compiled_calls, eager_calls)`` for one
-    parameter list, in this module's
-    globals (it reads ``_FOLLOWS_TORCH`` and ``_INSTALLED`` as they change)."""
-    source = _SHORTCUT.format(params=params, args=args)
-    code = compile_source(source, SHORTCUT_FILE.format(params))
-    # As policy_compiled's hot path: where Dynamo meets the shortcut as a frame of its own (a
-    # graph break around the call in a compiled caller, a `with compile_disabled():` block
-    # there), it runs as plain Python instead of being traced (set_eval_frame is untraceable).
-    [governed] = (c for c in code.co_consts if isinstance(c, types.CodeType))
-    keep_dynamo_out(governed)
-    return types.FunctionType(code, globals())
-
-
-@functools.cache
-def _names_in_shortcut() -> frozenset[str]:
-    """Names the shortcut uses itself: a parameter named like one would shadow it."""
-    return names_used(_shortcut_factory("", "").__code__)
-
-
-def _eager_shortcut(compile_wrapper: Callable[..., Any], set_eval_frame: Any) -> Callable[..., Any]:
-    """``compile_wrapper`` with a way around it for disabled contexts.
-
-    Under ``force_eager`` torch's compile_wrapper still runs its whole prologue and epilogue
-    (hooks, dispatch-key guards, tracing checks): the tiny benchmark function ran at 1.7x its
-    plain cost. This runs the plain function as torch would then, with Dynamo's frame
-    callback off (so that an enclosing compiled region never compiles its frames), and
-    nothing else. Dynamo, tracing a caller, sees the same attributes as on compile_wrapper
-    (it inlines ``_torchdynamo_inline``); ``innermost_fn`` follows ``_torchdynamo_orig_callable``.
-    """
-    fn = compile_wrapper._torchdynamo_orig_callable  # type: ignore[attr-defined]
-    signature = plain_parameters(fn, _names_in_shortcut()) or _GENERIC
-    # Its calls, for compile_stats() and the pytest run report: one `next()` per call.
-    calls = GovernedCalls()
-    governed: Any = _shortcut_factory(*signature)(
-        compile_wrapper, fn, set_eval_frame, calls.compiled, calls.eager
-    )
-    functools.update_wrapper(governed, compile_wrapper)  # its name, doc, __dict__, __wrapped__
-    governed.__wrapped__ = fn  # as compile_wrapper's
-    governed._torchdynamo_wrapper_id = id(governed)
-    governed._compile_policy_compiled = compile_wrapper  # variants.py
-    governed._compile_policy_calls = calls  # inspection.compile_stats
-    call_tally.register(governed, calls.compiled, calls.eager)
-    return governed  # type: ignore[no-any-return]
+# The shortcuts' code reads this module's globals (_FOLLOWS_TORCH, _INSTALLED) as they change.
+_SHORTCUTS = Shortcuts(globals())
 
 
 def _uninstall() -> Internals | None:
