@@ -165,13 +165,14 @@ def _dispatch(
         raise TypeError(f"policy_compiled() wraps a callable or nn.Module; got {fn!r}")
     if _is_module(fn):
         from . import modules  # imports torch: only once a module is wrapped
+        from .module_calls import compile_in_place
         from .module_guards import rewrapped
 
         config = (defaults, compile_args)
         if (same := rewrapped(cast("nn.Module", fn), config, policy_compiled.__kwdefaults__)) is not None:
             return same  # policy-compiled already, with these arguments
         if inplace:
-            return modules.compile_in_place(cast("nn.Module", fn), config)
+            return compile_in_place(cast("nn.Module", fn), config)
         return modules.PolicyCompiledModule(fn, config)
     if inplace:
         raise TypeError(

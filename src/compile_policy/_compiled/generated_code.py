@@ -78,7 +78,7 @@ def names_used(code: types.CodeType) -> frozenset[str]:
     return frozenset(names)
 
 
-# The frame a policy-compiled module compiles (see modules.module_call): Dynamo names a
+# The frame a policy-compiled module compiles (see module_calls.module_call): Dynamo names a
 # frame by its code's co_name and co_filename in its logs (TORCH_LOGS=recompiles, graph
 # breaks), so this one is named after the module's forward and where that is defined:
 # "Recompiling function forward in <policy_compiled MLP.forward (model.py:12)>", not a
