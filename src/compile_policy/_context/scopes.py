@@ -177,3 +177,7 @@ def _is_with_exit_of(scope: PolicyScope, frame: _Frame | None, caller: Any) -> b
         frame is not None and frame.owner is scope and caller.f_lasti in frame.exits
         and frame.code is caller.f_code
     )
+
+
+# Its public home, as pickles and tracebacks name it (see _base/errors.py).
+PolicyScope.__module__ = "compile_policy"

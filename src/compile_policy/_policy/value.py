@@ -231,3 +231,7 @@ def _check_mode_of_torch(mode: str) -> None:
             f"mode={mode!r} is not a torch.compile mode of this torch: {lacking('modes', mode)}; "
             "allowed: None, " + ", ".join(map(repr, modes))
         )
+
+
+# Its public home, as pickles and tracebacks name it (see _base/errors.py).
+CompilePolicy.__module__ = "compile_policy"
