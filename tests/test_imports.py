@@ -98,6 +98,6 @@ def test_the_fields_a_scope_may_set_are_compile_policys_but_enabled() -> None:
     from dataclasses import fields
 
     from compile_policy import CompilePolicy
-    from compile_policy._context import scope_makers as scopes
+    from compile_policy._context import scopes
 
     assert ("enabled", *scopes._SETTABLE) == tuple(f.name for f in fields(CompilePolicy))

@@ -19,8 +19,7 @@ from ._base.errors import (
     ScopeError,
     TorchInternalsError,
 )
-from ._context.scope_makers import bind_policy, compile_disabled, compile_enabled, use_policy
-from ._context.scopes import PolicyScope
+from ._context.scopes import PolicyScope, bind_policy, compile_disabled, compile_enabled, use_policy
 from ._context.stack import current_policy, explain
 
 # typing.TYPE_CHECKING without importing typing: `import compile_policy` never needs it

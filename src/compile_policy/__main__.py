@@ -16,7 +16,7 @@ from typing import Any
 
 from ._base.errors import PolicyError
 from ._compiled.front_door import policy_compiled
-from ._context.scope_makers import compile_disabled, compile_enabled
+from ._context.scopes import compile_disabled, compile_enabled
 from ._context.stack import current_policy, explain
 
 

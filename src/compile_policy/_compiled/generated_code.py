@@ -20,7 +20,7 @@ import inspect
 import linecache
 import types
 
-from .._context.locations import _short_path  # the path as explain() shows it
+from .._context.frames import _short_path  # the path as explain() shows it
 
 __all__ = ["compile_source", "module_call_function", "names_used", "plain_parameters"]
 

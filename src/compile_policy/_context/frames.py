@@ -1,6 +1,7 @@
 """The frames of the policy stack (:mod:`.stack`): one per pushed scope, immutable, and the
 process default under every stack, read from ``COMPILE_POLICY`` / ``TORCH_COMPILE_DISABLE``
-on first use.
+on first use; where a scope was pushed (its caller's code and offset, shown as ``path:line``
+only when a message needs it); and what governance, two layers up, tells them.
 
     >>> frame = default_frame()
     >>> frame.enabled, frame.owner
@@ -11,20 +12,22 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import types
+from collections.abc import Callable
 from contextvars import Token
 
 from .._base.errors import PolicyError
-from .._policy.option_values import by_identity_if_unhashable
-from . import links
-from .locations import describe_location
 
 # typing.TYPE_CHECKING without importing typing (see compile_policy/__init__.py)
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .._policy.value import CompilePolicy
 
-__all__ = ["default_frame", "reread_default"]
+__all__ = [
+    "caller_location", "default_frame", "describe_location", "governs_torch_compile", "link_governance",
+    "reread_default",
+]
 
 ENV_VAR = "COMPILE_POLICY"
 TORCH_ENV_VAR = "TORCH_COMPILE_DISABLE"
@@ -98,6 +101,10 @@ class _Frame:
         """Hashable key of the compile arguments set by the scopes (``None`` where unset)."""
         key = self._overrides
         if key is None:
+            # Read by the compiled layer only, which has loaded it: `import compile_policy`
+            # and the pytest plugin need neither it nor the _policy package.
+            from .._policy.option_values import by_identity_if_unhashable
+
             pending = self._uncached("_overrides")
             key = pending[-1].below_or_default()._overrides
             assert key is not None
@@ -132,7 +139,7 @@ class _Frame:
 
 
 def _require_governance(layer: CompilePolicy) -> None:
-    if not links.is_governed():
+    if not governs_torch_compile():
         raise PolicyError(
             f"{layer!r} sets stance={layer.stance!r}, which needs govern_torch_compile(): "
             "call compile_policy.govern_torch_compile() once before entering the scope "
@@ -191,8 +198,69 @@ def reread_default() -> None:
     ``default_frame.cache_clear()``.
     """
     _default_frame.cache_clear()
-    links.default_reread()
+    _forget_on_reread()
 
 
 #: The process default frame (read once; :func:`reread_default` reads it again).
 default_frame = _default_frame
+
+
+# -- where a scope was pushed, as explain() and messages show it: path:line ---------------
+def describe_location(where: tuple[types.CodeType, int]) -> str:
+    """``path:line`` for a :func:`caller_location`."""
+    code, offset = where
+    return f"{_short_path(code.co_filename)}:{_line_at(code, offset)}"
+
+
+def _line_at(code: types.CodeType, offset: int) -> int | None:
+    """The source line of the bytecode at ``offset`` (a frame's ``f_lasti``)."""
+    for start, end, line in code.co_lines():
+        if start <= offset < end:
+            return line
+    return code.co_firstlineno
+
+
+def _short_path(filename: str) -> str:
+    try:
+        relative = os.path.relpath(filename)
+    except ValueError:  # another drive on Windows
+        return filename
+    return filename if relative.startswith("..") else relative
+
+
+def caller_location(depth: int) -> tuple[types.CodeType, int]:
+    """Where the frame ``depth`` levels above the caller is: its code and bytecode offset.
+
+    The line number is only worked out when explain() needs it (f_lineno costs more).
+    """
+    frame = sys._getframe(depth + 1)
+    return frame.f_code, frame.f_lasti
+
+
+# -- what governance tells the context layer --------------------------------------------
+# Governance (govern_torch_compile()) sits two layers up, yet a frame must know whether it is
+# on (a scope that sets a `stance` needs it; explain() says so), and governance must hear
+# when the process default is reread (it remembers which stack tops follow torch's default).
+# So governance links itself here when it is imported; before that, it cannot be on.
+def _never() -> bool:
+    return False
+
+
+def _nothing() -> None:
+    return None
+
+
+_is_governed: Callable[[], bool] = _never
+_forget_on_reread: Callable[[], None] = _nothing
+
+
+def link_governance(is_governed: Callable[[], bool], forget_on_reread: Callable[[], None]) -> None:
+    """Called once by governance, at its import: how to ask whether it is on, and what to
+    call when the process default is reread."""
+    global _is_governed, _forget_on_reread
+    _is_governed, _forget_on_reread = is_governed, forget_on_reread
+
+
+def governs_torch_compile() -> bool:
+    """Whether ``govern_torch_compile()`` is on in this process."""
+    return _is_governed()

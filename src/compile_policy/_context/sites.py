@@ -35,9 +35,11 @@ import types
 # typing.TYPE_CHECKING without importing typing (see __init__.py)
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from .frames import _Frame
 
-__all__ = ["enter_site", "paired_frame"]
+__all__ = ["enter_site", "is_with_exit_of", "paired_frame"]
 
 #: The instructions that call ``__enter__`` in a ``with`` statement (3.10, 3.11-3.13), and the
 #: one that loads it there on 3.14 (whose exits are found by position all the same).
@@ -121,4 +123,13 @@ def _with_sites(code: types.CodeType) -> frozenset[object]:
         sites[instruction.offset // 2]
         for instruction in dis.get_instructions(code)
         if instruction.opname in _WITH_ENTERS
+    )
+
+
+def is_with_exit_of(scope: object, frame: _Frame | None, caller: Any) -> bool:
+    """Whether ``caller`` is at an exit known to be that of the ``with`` statement that
+    pushed ``frame``, ``scope``'s (see above)."""
+    return (
+        frame is not None and frame.owner is scope and caller.f_lasti in frame.exits
+        and frame.code is caller.f_code
     )

@@ -19,8 +19,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 
 from .._base.errors import ScopeError
-from . import links
-from .frames import _default_frame, _Frame
+from .frames import _default_frame, _Frame, governs_torch_compile
 
 # typing.TYPE_CHECKING without importing typing (see __init__.py)
 TYPE_CHECKING = False
@@ -158,7 +157,7 @@ def explain() -> str:
 
 
 def _governance_note() -> str:
-    if links.is_governed():
+    if governs_torch_compile():
         return "; governs plain torch.compile code too (govern_torch_compile() is on)"
     return "; plain torch.compile code is not governed (govern_torch_compile() is off)"
 

@@ -29,8 +29,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from .._compiled.dynamo_frames import trace_scopes_as_graph_breaks
-from .._context import links
-from .._context.frames import default_frame
+from .._context.frames import default_frame, link_governance
 from .._context.stack import pushed_top
 from .shortcut import Shortcuts
 from .stances import PinnedStances, _GovernedStance
@@ -259,4 +258,4 @@ def _reinstall(internals: Internals) -> None:
 
 # The context layer cannot import this one (it sits below): tell it how to ask whether
 # governance is on, and what to do when the process default is reread.
-links.link_governance(is_governed, forget_stack_tops)
+link_governance(is_governed, forget_stack_tops)

@@ -9,16 +9,18 @@ the test ends (like ``monkeypatch``), and a Dynamo reset for one test.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .._base.errors import PolicyError
-from .._context import locations as _locations
+from .._context import frames as _frames
 from .._context import stack as _stack
-from .._context.scope_makers import _SETTABLE
+from .._context.scopes import _SETTABLE
 from .._context.stack import current_policy, explain
-from .._policy.value import CompilePolicy
+
+if TYPE_CHECKING:  # the plugin loads the policy value only where a test sets fields
+    from .._policy.value import CompilePolicy
 
 __all__ = ["PolicyFixture", "compile_policy"]
 
@@ -61,6 +63,8 @@ class PolicyFixture:
 
     def disable(self) -> None:
         """Disable compiling for the rest of this test."""
+        from .._policy.value import CompilePolicy  # loaded where a test uses the fixture
+
         self._push(CompilePolicy(enabled=False))
 
     def enable(self, **fields: Any) -> None:
@@ -70,10 +74,14 @@ class PolicyFixture:
             raise TypeError(
                 f"unexpected field(s) {', '.join(unknown)}; allowed: {', '.join(_SETTABLE)}"
             )
+        from .._policy.value import CompilePolicy
+
         self._push(CompilePolicy(enabled=True, **fields))
 
     def use(self, policy: CompilePolicy) -> None:
         """Apply ``policy`` for the rest of this test."""
+        from .._policy.value import CompilePolicy
+
         if not isinstance(policy, CompilePolicy):
             raise PolicyError(f"use() takes a CompilePolicy; got {policy!r}")
         self._push(policy)
@@ -86,7 +94,7 @@ class PolicyFixture:
         load_reset()()
 
     def _push(self, policy: CompilePolicy) -> None:
-        where = _locations.caller_location(2)  # the test line that called disable()/enable()/use()
+        where = _frames.caller_location(2)  # the test line that called disable()/enable()/use()
         _stack.push(policy, self._owner, where)
 
     def _undo(self) -> None:

@@ -19,15 +19,17 @@ combines them (``test_x[1-compiled]``). Items pytest does not parametrize
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .._context import frames as _frames
 from .._context import stack as _stack
-from .._context.scope_makers import _SETTABLE
-from .._policy.value import CompilePolicy
+from .._context.scopes import _SETTABLE
 from ._leaks import PluginLabel
+
+if TYPE_CHECKING:  # the plugin loads the policy value only where a test sets fields
+    pass
 
 __all__ = ["MARKERS", "MODE_PARAM", "marker_frame", "parametrize_modes"]
 
@@ -107,6 +109,12 @@ def marker_frame(item: pytest.Item, below: _frames._Frame | None) -> _frames._Fr
     """
     mode = mode_of(item)
     markers = policy_markers(item)
+    if mode is None and not markers:
+        return below
+    # Loaded for the first test that sets anything: a run without markers or modes never
+    # needs the policy value (nor `dataclasses` behind it).
+    from .._policy.value import CompilePolicy
+
     frame = below
     if mode is not None and not any(m.name == "compile_both" for m in markers):
         # --compile-policy=both: the mode is the run's, right above the baseline.

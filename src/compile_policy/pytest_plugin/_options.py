@@ -10,12 +10,14 @@ usage error naming where it came from and the allowed values.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import pytest
 
 from .._base.errors import PolicyError, shown
-from .._policy.value import CompilePolicy
+
+if TYPE_CHECKING:  # the plugin loads the policy value only where a run sets fields
+    from .._policy.value import CompilePolicy
 
 __all__ = ["PluginSettings", "Setting", "add_options", "resolve"]
 
