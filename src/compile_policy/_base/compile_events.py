@@ -6,7 +6,7 @@ filters: ignored, shown once, or raised as errors. An observer such as the pytes
 run report needs every occurrence whatever the filters say, so the same facts are also
 handed to the listeners registered here, just before the warning is issued.
 
-    >>> from compile_policy.compile_events import listen
+    >>> from compile_policy._base.compile_events import listen
     >>> seen = []
     >>> stop = listen(seen.append)
     >>> stop()  # no longer called

@@ -5,7 +5,7 @@ a fifth of this package's import, and a process that never falls back never logs
 package imports it when it first logs, not at import. ``logging.getLogger("compile_policy")``
 in user code is the same logger.
 
-    >>> from compile_policy.log import logger
+    >>> from compile_policy._base.log import logger
     >>> logger.debug("only imports logging now")
 """
 

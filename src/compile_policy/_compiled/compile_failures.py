@@ -2,10 +2,10 @@
 
 Each is said three ways, in this order: the ``compile_policy`` logger (at INFO: the warning
 is what a user sees by default, once), an event for the
-observers of :mod:`compile_policy.compile_events` (the pytest run report), and a warning of
+observers of :mod:`compile_policy._base.compile_events` (the pytest run report), and a warning of
 this package's own category attributed to the user's call (the first frame outside this
 package), which the user's filters may turn into an error. What fell back, and the counters,
-stay in :mod:`compile_policy.compile_state`.
+stay in :mod:`compile_policy._compiled.compile_state`.
 
     >>> summary(RuntimeError("no kernel for this op\\nmore detail"))
     'RuntimeError: no kernel for this op'

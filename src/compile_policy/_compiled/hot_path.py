@@ -70,7 +70,7 @@ _GENERIC = ("*args, **kwargs", "*args, **kwargs", "args, kwargs")
 
 def _hot_path_signature(target: object) -> tuple[str, str, str]:
     """``(params, args, packed)`` to fill :data:`HOT_PATH` for ``target``: its own
-    parameters (see :func:`~compile_policy.generated_code.plain_parameters`), else
+    parameters (see :func:`~compile_policy._compiled.generated_code.plain_parameters`), else
     ``*args, **kwargs``."""
     plain = plain_parameters(target, _names_in_hot_path())
     if plain is None:

@@ -90,7 +90,7 @@ def _policy_state(obj: object) -> Any:
 
 def _governed_calls(obj: object) -> GovernedCalls | None:
     """The call counters of a function or module ``torch.compile``'d under governance (the
-    shortcut governance puts around torch's wrapper counts them; see governance.py)."""
+    shortcut governance puts around torch's wrapper counts them; see _governance/shortcut.py)."""
     if isinstance(obj, types.MethodType):
         obj = obj.__func__
     own = getattr(obj, "__dict__", None)

@@ -9,7 +9,7 @@ that nothing changes and no run fails half-way; ``policy_compiled(m)`` of a poli
     >>> policy_compiled(net, backend="eager") is net
     True
 
-Imports no torch: the wrapper (:mod:`compile_policy.modules`) calls it.
+Imports no torch: the wrapper (:mod:`compile_policy._compiled.modules`) calls it.
 """
 
 from __future__ import annotations

@@ -161,7 +161,7 @@ def build_variant(
         )
     # What torch.compile itself would build for a backend name/callable with mode/options;
     # wrapping it lets every compiled graph count its runs without changing what compiles.
-    # compile_args: checked against the running torch (compiled.py), isolate_recompiles in
+    # compile_args: checked against the running torch (arguments.py), isolate_recompiles in
     # them where torch has it: Dynamo keeps one cache and one recompile limit per code
     # object, shared by every wrapper of the same method; isolated, one object's recompiles
     # never push another over the limit (silently eager until torch._dynamo.reset()).

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from .stack import pushed_top, set_top
 
-# typing.TYPE_CHECKING without importing typing (see __init__.py)
+# typing.TYPE_CHECKING without importing typing (see compile_policy/__init__.py)
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, TypeVar

@@ -75,7 +75,7 @@ class _Frame:
         self.token: Token[_Frame | None] | None = None
         # A scope's frames (scopes.py): the code and offset `where` says, read by every
         # enter; whether a plain function's `with` statement pushed it, and the offsets of
-        # the exits known to be its enter's (see scope_sites.py). None for other pushes.
+        # the exits known to be its enter's (see sites.py). None for other pushes.
         self.code: types.CodeType | None = None
         self.offset = -1
         self.by_with = False
@@ -159,7 +159,7 @@ def _default_frame() -> _Frame:
 
     ``functools.cache`` does not cache an exception, so a bad value raises on every use.
     """
-    from .._policy.value import CompilePolicy  # the value module loads on first use (see policy.py)
+    from .._policy.value import CompilePolicy  # the value module loads on first use (see _policy/value.py)
 
     policy = CompilePolicy()
     sources = []
@@ -194,7 +194,7 @@ def reread_default() -> None:
     """Read the process default from the environment again on its next use (tests).
 
     Governance remembers which stack top follows torch's default, the process default's
-    too (:mod:`compile_policy.governance`), so it is told to forget: use this, not
+    too (:mod:`compile_policy._governance.install`), so it is told to forget: use this, not
     ``default_frame.cache_clear()``.
     """
     _default_frame.cache_clear()

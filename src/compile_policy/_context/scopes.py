@@ -25,7 +25,7 @@ from .frames import _Frame, caller_location, describe_location
 from .sites import enter_site, is_with_exit_of, paired_frame
 from .stack import pushed_top, reset_to, set_top
 
-# typing.TYPE_CHECKING without importing typing (see __init__.py)
+# typing.TYPE_CHECKING without importing typing (see compile_policy/__init__.py)
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, TypeVar, overload
@@ -47,7 +47,7 @@ class PolicyScope:
     by several threads at once. An exit in a thread, task or context copy that did not enter
     is a :class:`ScopeError` and changes nothing; so is, after restoring what its enter
     replaced, the exit of a block inside which an enter was left open (even of this same
-    object, see :mod:`~compile_policy.scope_sites`). An exception leaving the scope is never
+    object, see :mod:`~compile_policy._context.sites`). An exception leaving the scope is never
     replaced by one of ours. Made by :func:`compile_enabled`, :func:`compile_disabled` and
     :func:`use_policy`.
 
@@ -105,7 +105,7 @@ class PolicyScope:
     def __exit__(self, exc_type: object, exc: BaseException | None, traceback: object) -> None:
         top = pushed_top()
         # A plain function's `with` statement exits the frame it pushed before any other
-        # exit of this scope can come (see scope_sites.py): anything else is looked into.
+        # exit of this scope can come (see sites.py): anything else is looked into.
         if top is None or top.owner is not self or not top.by_with:
             top = self._exit_of(top, _getframe(1), exc)
             if top is None:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import functools
 import types
 
-# typing.TYPE_CHECKING without importing typing (see __init__.py)
+# typing.TYPE_CHECKING without importing typing (see compile_policy/__init__.py)
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any

@@ -21,7 +21,7 @@ from contextvars import ContextVar
 from .._base.errors import ScopeError
 from .frames import _default_frame, _Frame, governs_torch_compile
 
-# typing.TYPE_CHECKING without importing typing (see __init__.py)
+# typing.TYPE_CHECKING without importing typing (see compile_policy/__init__.py)
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .._policy.value import CompilePolicy

@@ -17,7 +17,7 @@ in disabled contexts (torch's own eager path costs about 0.7x the plain call aga
     >>> with compile_disabled():           # this thread/task only
     ...     _ = fn(torch.ones(3))          # the plain code: no cache lookup, no compile
 
-These are torch internals (see :mod:`compile_policy.torch_internals`): the install checks
+These are torch internals (see :mod:`compile_policy._governance.torch_internals`): the install checks
 every name it relies on and refuses, changing nothing, when they differ. Nothing here runs
 on import.
 """

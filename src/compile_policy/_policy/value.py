@@ -1,6 +1,6 @@
 """The compile policy as a value: :class:`CompilePolicy`, whether to compile and with which
 ``torch.compile`` arguments. Where it lives (one stack per thread or asyncio task) is
-:mod:`compile_policy.policy_stack`.
+:mod:`compile_policy._context.stack`.
 
     >>> from compile_policy import CompilePolicy
     >>> CompilePolicy.parse("off,backend=eager")
@@ -43,7 +43,7 @@ class CompilePolicy:
     A field left ``None`` is "not set here": it is inherited from the enclosing scope, and
     in the end from the compiled object's own arguments. Fields are validated on
     construction; a bad value raises :class:`PolicyError`. A policy is a value: ``options``
-    are deep-frozen (:class:`~compile_policy.option_values.FrozenOptions`), and policies
+    are deep-frozen (:class:`~compile_policy._policy.option_values.FrozenOptions`), and policies
     compare and hash by their fields with their types, pickle and deep-copy.
 
         >>> CompilePolicy(enabled=True, backend="eager").fallback is None
@@ -153,7 +153,7 @@ class CompilePolicy:
         shown = ", ".join(f"{name}={value!r}" for name, value in self.set_fields().items())
         return f"CompilePolicy({shown})"
 
-    # -- as text and as data (compile_policy.policy_text) --------------------------------
+    # -- as text and as data (text.py) -----------------------------------------------------
     @classmethod
     def parse(cls, text: str) -> CompilePolicy:
         """The policy a text spells: a switch word (``on``/``off``/``1``/``0``/``true``/

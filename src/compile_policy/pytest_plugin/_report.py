@@ -1,6 +1,6 @@
 """The run report: which compiled objects fell back or were skipped, in which tests.
 
-It listens to :mod:`compile_policy.compile_events`, not to the warnings, so the user's
+It listens to :mod:`compile_policy._base.compile_events`, not to the warnings, so the user's
 ``filterwarnings`` (``error``, ``ignore``) change nothing in it: a test that failed because
 the warning was raised as an error is listed, marked ``(failed)``. What happened during a
 test phase travels on that phase's report, so an xdist worker's events reach the controller
