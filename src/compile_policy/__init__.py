@@ -80,7 +80,7 @@ __all__ = [
     "use_policy",
 ]
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 if not TYPE_CHECKING:  # hidden from type checkers, which would then accept any name
 
