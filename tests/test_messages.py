@@ -4,6 +4,7 @@ forward, one telling per fallback, readable stats, the backend list, a quiet ins
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+import compile_policy
 from compile_policy import CompileFallbackWarning, compile_disabled, policy_compiled
 from conftest import CountingBackend
 
@@ -39,6 +41,24 @@ def test_a_modules_fallback_warning_names_the_users_line_that_called_it(
     with pytest.warns(CompileFallbackWarning) as record:
         line = caller_line()
         model(torch.ones(2))
+    assert (record[0].filename, record[0].lineno) == (__file__, line)
+
+
+@pytest.mark.parametrize("through", ["bind_policy", "a scope decorator"])
+def test_a_fallback_warning_names_the_users_line_through_our_own_wrappers(
+    failing: CountingBackend, through: str
+) -> None:
+    # Frames of every layer of the package are skipped, not only those of the compiled layer.
+    from compile_policy import bind_policy, compile_enabled
+    from compile_policy._compiled import compile_failures
+
+    assert os.path.dirname(compile_policy.__file__) + os.sep == compile_failures._PACKAGE_DIR
+    step = policy_compiled(lambda t: t + 1, backend=failing)
+    wrap = {"bind_policy": bind_policy, "a scope decorator": compile_enabled(fallback="eager")}[through]
+    wrapped = wrap(step)
+    with pytest.warns(CompileFallbackWarning) as record:
+        line = caller_line()
+        wrapped(torch.ones(2))
     assert (record[0].filename, record[0].lineno) == (__file__, line)
 
 

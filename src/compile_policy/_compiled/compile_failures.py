@@ -94,7 +94,8 @@ def summary(error: BaseException) -> str:
 #: Frames of this package and of its generated functions (hot_path.HOT_PATH_FILE,
 #: generated_code.MODULE_CALL_FILE, _governance.shortcut.SHORTCUT_FILE; a test keeps these prefixes
 #: equal to them) are skipped when a warning is attributed to the user's call.
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+#: The package's root folder, every layer in it (this module lies one folder down).
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 GENERATED_PREFIXES = ("<policy_compiled ", "<governed torch.compile")
 
 
