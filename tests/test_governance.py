@@ -87,7 +87,7 @@ def ones(*shape: int) -> torch.Tensor:
 # -- the install ---------------------------------------------------------------------------
 def test_torch_internals_are_what_governance_relies_on() -> None:
     # Fails loudly when a torch upgrade changes them: read the message, then adapt
-    # governance.py and torch_internals.py. A governed run checks torch's own objects too.
+    # _governance/install.py and torch_internals.py. A governed run checks torch's own objects too.
     installed = governance._uninstall()
     try:
         compile_policy._governance.torch_internals.check_torch_internals()

@@ -126,13 +126,3 @@ class TorchInternalsError(RuntimeError):
         ... except TorchInternalsError as error:  # a torch this version was not checked on
         ...     print(error)                        # e.g. "torch 2.14.0: ... is missing"
     """
-
-
-# Their public home, as pickles and tracebacks name them: compile_policy.X resolves in any
-# release, wherever the private module that defines them moves.
-for _public in (
-    PolicyError, ScopeError, PartialCompileError, CompileFallbackWarning, CompileSkippedWarning,
-    PolicyLeakWarning, TorchInternalsError,
-):
-    _public.__module__ = "compile_policy"
-del _public

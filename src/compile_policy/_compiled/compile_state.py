@@ -12,7 +12,7 @@ import threading
 import types
 import weakref
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._base import call_tally
 from .._base.call_tally import counter_value
@@ -29,9 +29,6 @@ from .variants import (
     build_variant,
     compiler_errors,
 )
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["CompileState"]
 

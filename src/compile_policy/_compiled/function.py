@@ -63,8 +63,6 @@ class PolicyCompiled(Protocol[P, R_co]):
     ) -> PolicyCompiled[P2, R2]: ...
 
 
-PolicyCompiled.__module__ = "compile_policy"  # its public home (see _base/errors.py)
-
 
 def make_compiled(
     target: Callable[..., Any], defaults: CompilePolicy, compile_args: Mapping[str, Any]

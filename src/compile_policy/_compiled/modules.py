@@ -290,7 +290,3 @@ def _strip_prefix(state_dict: Mapping[str, Any]) -> Any:
         stripped._metadata = copy.copy(metadata)
     consume_prefix_in_state_dict_if_present(stripped, _PREFIX)
     return stripped
-
-
-# Its public home, as pickles and tracebacks name it (see _base/errors.py).
-PolicyCompiledModule.__module__ = "compile_policy"

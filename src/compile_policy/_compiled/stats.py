@@ -101,9 +101,3 @@ class CompileStats:
         return (f"compiled_calls={self.compiled_calls} eager_calls={self.eager_calls} "
                 f"fallback_calls={self.fallback_calls} skipped_calls={self.skipped_calls} "
                 f"graphs_compiled={self.graphs_compiled} compile_seconds={self.compile_seconds:.3f}")
-
-
-# Their public home (see _base/errors.py).
-for _public in (CompileFailure, CompileStats):
-    _public.__module__ = "compile_policy"
-del _public

@@ -65,8 +65,6 @@ class CompileOptions(NamedTuple):
         )
 
 
-CompileOptions.__module__ = "compile_policy"  # its public home (see _base/errors.py)
-
 
 def _name_of(obj: object) -> str:
     return getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or repr(obj)

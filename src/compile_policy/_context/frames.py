@@ -45,7 +45,7 @@ class _Frame:
 
     ``below`` is exactly the stack value the push replaced (``None`` for an empty stack),
     so popping restores it exactly. A scope's frame is pushed in one context at a time
-    (:class:`~compile_policy.scopes.PolicyScope` hands it out from a free list), so its
+    (:class:`~compile_policy.PolicyScope` hands it out from a free list), so its
     token is the one its exit must reset: ``ContextVar.reset`` refuses a token made in
     another context, which is how an exit in a child task or thread is noticed.
     """

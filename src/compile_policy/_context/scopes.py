@@ -294,7 +294,3 @@ def bind_policy(fn: F) -> F:
         set_top(saved)  # exactly the worker's own stack again, even if fn leaked
 
     return wrap_in_scope(fn, enter, leave)
-
-
-# Its public home, as pickles and tracebacks name it (see _base/errors.py).
-PolicyScope.__module__ = "compile_policy"

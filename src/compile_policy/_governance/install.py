@@ -165,7 +165,7 @@ def _replacements(internals: Internals, originals: dict[str, Any]) -> dict[str, 
     # common case, a stack top that follows torch's default, is one ContextVar read and one
     # identity test; then a disabled context (None, as torch returns for force_eager). Only
     # a policy's stance, or a process-wide stance other than the default, goes through
-    # torch's own function, run against the one stance this call read (see _pinned).
+    # torch's own function, run against the one stance this call read (see stances.PinnedStances).
     pinned = PinnedStances(torch_callback_from_stance, internals.eval_frame.DynamoStance)
 
     def _callback_from_stance(callback: Any) -> Any:

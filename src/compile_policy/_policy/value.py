@@ -196,7 +196,7 @@ class CompilePolicy:
         """
         from .text import policy_from_dict
 
-        return policy_from_dict(data, cls)
+        return policy_from_dict(data, CompilePolicy)  # as parse(): a CompilePolicy
 
 
 assert tuple(f.name for f in fields(CompilePolicy)) == FIELD_NAMES
@@ -231,7 +231,3 @@ def _check_mode_of_torch(mode: str) -> None:
             f"mode={mode!r} is not a torch.compile mode of this torch: {lacking('modes', mode)}; "
             "allowed: None, " + ", ".join(map(repr, modes))
         )
-
-
-# Its public home, as pickles and tracebacks name it (see _base/errors.py).
-CompilePolicy.__module__ = "compile_policy"

@@ -19,7 +19,7 @@ combines them (``test_x[1-compiled]``). Items pytest does not parametrize
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
@@ -27,9 +27,6 @@ from .._context import frames as _frames
 from .._context import stack as _stack
 from .._context.scopes import _SETTABLE
 from ._leaks import PluginLabel
-
-if TYPE_CHECKING:  # the plugin loads the policy value only where a test sets fields
-    pass
 
 __all__ = ["MARKERS", "MODE_PARAM", "marker_frame", "parametrize_modes"]
 
