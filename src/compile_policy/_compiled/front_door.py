@@ -18,7 +18,6 @@ back to eager on its own (per options key) when a compile fails; nothing global 
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Protocol, TypeVar, cast, overload
 
@@ -28,7 +27,7 @@ from .arguments import check_as_torch_compile_does, checked_compile_args
 from .function import PolicyCompiled, make_compiled
 from .methods import PerInstance, in_class_body, stacked_descriptor
 from .stats import CompileFailure, CompileStats
-from .wrappable import check_wrappable
+from .wrappable import check_wrappable, is_module
 
 if TYPE_CHECKING:
     from torch import nn
@@ -163,7 +162,7 @@ def _dispatch(
     check_wrappable(fn)  # classes, coroutine and generator functions: a TypeError
     if not callable(fn):
         raise TypeError(f"policy_compiled() wraps a callable or nn.Module; got {fn!r}")
-    if _is_module(fn):
+    if is_module(fn):
         from . import modules  # imports torch: only once a module is wrapped
         from .module_calls import compile_in_place
         from .module_guards import rewrapped
@@ -182,8 +181,3 @@ def _dispatch(
     if in_class_body(fn):
         return PerInstance(fn, lambda f: make_compiled(f, defaults, compile_args))
     return make_compiled(fn, defaults, compile_args)
-
-
-def _is_module(obj: object) -> bool:
-    nn = getattr(sys.modules.get("torch"), "nn", None)  # no torch loaded: no module
-    return nn is not None and isinstance(obj, nn.Module)

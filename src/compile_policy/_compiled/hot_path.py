@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import builtins
 import functools
-import sys
 import types
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -19,6 +18,7 @@ from .._policy.value import CompilePolicy
 from .compile_state import CompileState
 from .dynamo_frames import keep_dynamo_out
 from .generated_code import compile_source, names_used, plain_parameters
+from .wrappable import is_module
 
 __all__ = ["HOT_PATH", "HOT_PATH_FILE", "make_hot_path"]
 
@@ -118,7 +118,7 @@ def make_hot_path(
     def traced_call(*args: Any, **kwargs: Any) -> Any:
         return target(*args, **kwargs)
 
-    if _is_module(target):
+    if is_module(target):
         call.__name__ = call.__qualname__ = type(target).__name__
         call.__doc__ = type(target).__doc__
         call.__wrapped__ = target
@@ -133,8 +133,3 @@ def make_hot_path(
     call._torchdynamo_inline = traced_call
     call._policy_state = state
     return call
-
-
-def _is_module(obj: object) -> bool:
-    nn = getattr(sys.modules.get("torch"), "nn", None)  # no torch loaded: no module
-    return nn is not None and isinstance(obj, nn.Module)

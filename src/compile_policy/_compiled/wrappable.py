@@ -23,7 +23,7 @@ import inspect
 import sys
 from typing import Any
 
-__all__ = ["check_wrappable"]
+__all__ = ["check_wrappable", "is_module"]
 
 _WHY = {
     "a coroutine function": (
@@ -77,10 +77,15 @@ def _what_a_call_runs(fn: object) -> list[Any]:
         inner = inner.func
     if inspect.isfunction(inner) or inspect.ismethod(inner) or inspect.isbuiltin(inner):
         return [inner]
-    nn = getattr(sys.modules.get("torch"), "nn", None)
-    if nn is not None and isinstance(inner, nn.Module):
+    if is_module(inner):
         return [getattr(inner, "forward", None)]
     return [inspect.getattr_static(type(inner), "__call__", None)]
+
+
+def is_module(obj: object) -> bool:
+    """Whether ``obj`` is an ``nn.Module``, without importing torch (none loaded: none is)."""
+    nn = getattr(sys.modules.get("torch"), "nn", None)
+    return nn is not None and isinstance(obj, nn.Module)
 
 
 def _name(fn: object) -> str:
